@@ -1,0 +1,104 @@
+//! What the auction domain needs from storage. Adapters live in `bowchat-store`.
+
+use async_trait::async_trait;
+use bowchat_model::{AuctionId, Millis, PageQuery, RoomId, UserId};
+
+use crate::engine::{AuctionState, AuctionTerms, Phase, PriceStep};
+use crate::messages::CommandResult;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RepoError {
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
+    #[error("conflict: {0}")]
+    Conflict(String),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+}
+
+/// An auction as stored: descriptive fields plus the engine state.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuctionRecord {
+    pub id: AuctionId,
+    pub title: String,
+    pub description: String,
+    pub state: AuctionState,
+    /// The auction's public chat room.
+    pub room_id: Option<RoomId>,
+    /// The seller-winner room once sold.
+    pub deal_room_id: Option<RoomId>,
+    pub created_at: Millis,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewAuction {
+    pub title: String,
+    pub description: String,
+    pub terms: AuctionTerms,
+    /// Operator-provided identity (e.g. a Kubernetes uid) that makes creation idempotent.
+    pub external_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct AuctionFilter {
+    pub phase: Option<Phase>,
+    pub seller: Option<UserId>,
+    pub limit: u32,
+    /// Exclusive upper bound on id, for paging newest first.
+    pub before_id: Option<AuctionId>,
+}
+
+/// The stored answer to a request, for idempotent retries.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredResult {
+    pub auction_id: AuctionId,
+    pub user_id: UserId,
+    pub request_id: String,
+    pub result: CommandResult,
+}
+
+/// A consumer position committed together with the batch it produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BusOffset {
+    pub topic: String,
+    pub partition: u32,
+    pub next_offset: u64,
+}
+
+/// Everything one processed batch changed; stored atomically.
+#[derive(Debug, Clone, Default)]
+pub struct AuctionBatch {
+    pub states: Vec<(AuctionId, AuctionState)>,
+    pub steps: Vec<(AuctionId, PriceStep)>,
+    pub results: Vec<StoredResult>,
+    pub deal_rooms: Vec<(AuctionId, RoomId)>,
+    pub offsets: Vec<BusOffset>,
+}
+
+impl AuctionBatch {
+    pub fn is_empty(&self) -> bool {
+        self.states.is_empty() && self.results.is_empty() && self.offsets.is_empty()
+    }
+}
+
+#[async_trait]
+pub trait AuctionRepository: Send + Sync + 'static {
+    /// Creates the auction and its public room. With an `external_id` already
+    /// used, returns the existing auction instead.
+    async fn create(&self, new: NewAuction, now: Millis) -> Result<AuctionRecord, RepoError>;
+    async fn get(&self, id: AuctionId) -> Result<Option<AuctionRecord>, RepoError>;
+    async fn list(&self, filter: &AuctionFilter) -> Result<Vec<AuctionRecord>, RepoError>;
+    /// Price steps, ascending by seq.
+    async fn steps(&self, id: AuctionId, page: PageQuery, max: u32) -> Result<Vec<PriceStep>, RepoError>;
+    /// Stored results among `keys` (user, request id) of one auction.
+    async fn find_results(
+        &self,
+        auction: AuctionId,
+        keys: &[(UserId, String)],
+    ) -> Result<Vec<StoredResult>, RepoError>;
+    async fn commit(&self, batch: &AuctionBatch) -> Result<(), RepoError>;
+    /// Auctions not yet closed or cancelled, for the role's timers.
+    async fn unfinished(&self) -> Result<Vec<AuctionRecord>, RepoError>;
+    /// Opens (idempotently) the seller-winner room of a sold auction.
+    async fn open_deal_room(&self, auction: &AuctionRecord, winner: UserId, now: Millis) -> Result<RoomId, RepoError>;
+}

@@ -1,0 +1,1 @@
+//! Local authentication: argon2id passwords, JWT access tokens, rotating refresh tokens.

@@ -1,0 +1,98 @@
+//! Storage adapters. Embedded mode keeps everything in one SQLite file in WAL
+//! mode: a single writer connection (SQLite allows one writer anyway, and one
+//! connection lets each role group-commit a whole batch in one transaction) and
+//! a pool of readers that never block it.
+
+mod auction_repo;
+mod auth_repo;
+mod chat_repo;
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+
+pub use auction_repo::SqliteAuctionRepository;
+pub use auth_repo::SqliteAuthRepository;
+pub use chat_repo::SqliteChatRepository;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot open database {path}: {source}")]
+    Open { path: String, source: sqlx::Error },
+    #[error("cannot migrate database: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+/// Tuning of the SQLite file; defaults are safe for a crash (SIGKILL) at any moment.
+#[derive(Debug, Clone)]
+pub struct SqliteOptions {
+    pub readers: u32,
+    /// `synchronous=FULL` survives power loss; NORMAL only process crashes.
+    pub synchronous_full: bool,
+    pub busy_timeout: Duration,
+}
+
+impl Default for SqliteOptions {
+    fn default() -> Self {
+        Self { readers: 4, synchronous_full: true, busy_timeout: Duration::from_secs(5) }
+    }
+}
+
+/// An open, migrated SQLite database.
+#[derive(Clone)]
+pub struct Db {
+    pub(crate) writer: SqlitePool,
+    pub(crate) reader: SqlitePool,
+}
+
+impl Db {
+    /// Opens (creating if needed) the database file at `path` and applies migrations.
+    pub async fn open(path: &Path, options: &SqliteOptions) -> Result<Db, StoreError> {
+        let shown = path.display().to_string();
+        let open_err = |source| StoreError::Open { path: shown.clone(), source };
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| open_err(sqlx::Error::Io(e)))?;
+        }
+        let connect = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))
+            .map_err(open_err)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(if options.synchronous_full { SqliteSynchronous::Full } else { SqliteSynchronous::Normal })
+            .busy_timeout(options.busy_timeout)
+            .foreign_keys(true);
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(connect.clone())
+            .await
+            .map_err(open_err)?;
+        sqlx::migrate!("./migrations").run(&writer).await?;
+        let reader = SqlitePoolOptions::new()
+            .max_connections(options.readers.max(1))
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(connect.read_only(true))
+            .await
+            .map_err(open_err)?;
+        Ok(Db { writer, reader })
+    }
+
+    /// True when a trivial read succeeds (for `/readyz`).
+    pub async fn ping(&self) -> bool {
+        sqlx::query("SELECT 1").execute(&self.reader).await.is_ok()
+    }
+
+    pub async fn close(&self) {
+        self.writer.close().await;
+        self.reader.close().await;
+    }
+}
+
+/// Maps a sqlx error onto the domain ports' "unavailable" case; the ports'
+/// error enums each have one, so adapters use this with `map_err`.
+pub(crate) fn describe(e: sqlx::Error) -> String {
+    e.to_string()
+}
