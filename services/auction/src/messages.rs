@@ -10,9 +10,17 @@ use crate::AuctionView;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "action", rename_all = "camelCase")]
 pub enum Action {
-    Bid { amount: i64, currency: Option<String> },
-    MaxBid { max: i64, currency: Option<String> },
-    Cancel { operator: bool },
+    Bid {
+        amount: i64,
+        currency: Option<String>,
+    },
+    MaxBid {
+        max: i64,
+        currency: Option<String>,
+    },
+    Cancel {
+        operator: bool,
+    },
     /// A new auction exists: the owning role starts its timers.
     Register,
 }
@@ -48,7 +56,12 @@ pub struct CommandResult {
 }
 
 impl CommandResult {
-    pub fn rejected(code: &str, message: impl Into<String>, minimum: Option<i64>, price: Option<i64>) -> Self {
+    pub fn rejected(
+        code: &str,
+        message: impl Into<String>,
+        minimum: Option<i64>,
+        price: Option<i64>,
+    ) -> Self {
         Self {
             accepted: false,
             code: Some(code.to_string()),
@@ -74,10 +87,20 @@ pub enum AuctionFact {
         duplicate: bool,
     },
     /// Broadcast to watchers: the new price steps of one batch and the state after them.
-    Updated { auction: AuctionView, steps: Vec<PriceStep> },
+    Updated {
+        auction: AuctionView,
+        steps: Vec<PriceStep>,
+    },
     /// To every socket of `user_id`.
-    Outbid { auction_id: AuctionId, user_id: UserId, price: i64 },
-    Extended { auction_id: AuctionId, ends_at: Millis },
+    Outbid {
+        auction_id: AuctionId,
+        user_id: UserId,
+        price: i64,
+    },
+    Extended {
+        auction_id: AuctionId,
+        ends_at: Millis,
+    },
     Closed {
         auction: AuctionView,
         phase: Phase,
@@ -95,7 +118,9 @@ impl AuctionFact {
             AuctionFact::Result { auction_id, .. }
             | AuctionFact::Outbid { auction_id, .. }
             | AuctionFact::Extended { auction_id, .. } => *auction_id,
-            AuctionFact::Updated { auction, .. } | AuctionFact::Closed { auction, .. } => auction.id,
+            AuctionFact::Updated { auction, .. } | AuctionFact::Closed { auction, .. } => {
+                auction.id
+            }
         }
     }
 }

@@ -89,7 +89,12 @@ pub trait AuctionRepository: Send + Sync + 'static {
     async fn get(&self, id: AuctionId) -> Result<Option<AuctionRecord>, RepoError>;
     async fn list(&self, filter: &AuctionFilter) -> Result<Vec<AuctionRecord>, RepoError>;
     /// Price steps, ascending by seq.
-    async fn steps(&self, id: AuctionId, page: PageQuery, max: u32) -> Result<Vec<PriceStep>, RepoError>;
+    async fn steps(
+        &self,
+        id: AuctionId,
+        page: PageQuery,
+        max: u32,
+    ) -> Result<Vec<PriceStep>, RepoError>;
     /// Stored results among `keys` (user, request id) of one auction.
     async fn find_results(
         &self,
@@ -100,5 +105,10 @@ pub trait AuctionRepository: Send + Sync + 'static {
     /// Auctions not yet closed or cancelled, for the role's timers.
     async fn unfinished(&self) -> Result<Vec<AuctionRecord>, RepoError>;
     /// Opens (idempotently) the seller-winner room of a sold auction.
-    async fn open_deal_room(&self, auction: &AuctionRecord, winner: UserId, now: Millis) -> Result<RoomId, RepoError>;
+    async fn open_deal_room(
+        &self,
+        auction: &AuctionRecord,
+        winner: UserId,
+        now: Millis,
+    ) -> Result<RoomId, RepoError>;
 }

@@ -34,7 +34,11 @@ pub struct AuctionRoleConfig {
 
 impl Default for AuctionRoleConfig {
     fn default() -> Self {
-        Self { max_batch: 512, group: "auction-role".into(), commit_retries: 3 }
+        Self {
+            max_batch: 512,
+            group: "auction-role".into(),
+            commit_retries: 3,
+        }
     }
 }
 
@@ -96,13 +100,26 @@ struct Pending {
 }
 
 impl AuctionRole {
-    pub fn new(repo: Arc<dyn AuctionRepository>, bus: Arc<dyn Bus>, config: AuctionRoleConfig) -> Self {
-        Self { repo, bus, config, slots: HashMap::new(), timers: BTreeSet::new() }
+    pub fn new(
+        repo: Arc<dyn AuctionRepository>,
+        bus: Arc<dyn Bus>,
+        config: AuctionRoleConfig,
+    ) -> Self {
+        Self {
+            repo,
+            bus,
+            config,
+            slots: HashMap::new(),
+            timers: BTreeSet::new(),
+        }
     }
 
     /// Subscribe and process until the bus closes or this member is fenced.
     pub async fn run(mut self) -> Result<(), BusError> {
-        let consumer = self.bus.subscribe(topics::AUCTION_BID, &self.config.group).await?;
+        let consumer = self
+            .bus
+            .subscribe(topics::AUCTION_BID, &self.config.group)
+            .await?;
         self.run_with(consumer).await
     }
 
@@ -191,12 +208,15 @@ impl AuctionRole {
     }
 
     async fn apply_tick(&mut self, id: AuctionId, now: Millis, pending: &mut Pending) {
-        let Some(slot) = self.slots.get(&id) else { return };
+        let Some(slot) = self.slots.get(&id) else {
+            return;
+        };
         let record = slot.record.clone();
         let mut state = self.live_state(&record, pending);
         if let Ok(applied) = state.apply(&Command::Tick, now) {
             if !applied.events.is_empty() {
-                self.record_events(&record, state.clone(), &applied.events, now, pending).await;
+                self.record_events(&record, state.clone(), &applied.events, now, pending)
+                    .await;
             }
         }
         self.schedule(&state, id);
@@ -217,7 +237,10 @@ impl AuctionRole {
         for cmd in commands {
             let key = (cmd.auction_id, cmd.user_id, cmd.origin.request_id.clone());
             if let Some(result) = pending.answered.get(&key).or_else(|| known.get(&key)) {
-                metrics().commands.with_label_values(&[action_name(&cmd.action), "duplicate"]).inc();
+                metrics()
+                    .commands
+                    .with_label_values(&[action_name(&cmd.action), "duplicate"])
+                    .inc();
                 pending.facts.push(AuctionFact::Result {
                     origin: cmd.origin.clone(),
                     auction_id: cmd.auction_id,
@@ -239,7 +262,10 @@ impl AuctionRole {
         let mut by_auction: HashMap<AuctionId, Vec<(UserId, String)>> = HashMap::new();
         for cmd in commands {
             if !matches!(cmd.action, Action::Register) {
-                by_auction.entry(cmd.auction_id).or_default().push((cmd.user_id, cmd.origin.request_id.clone()));
+                by_auction
+                    .entry(cmd.auction_id)
+                    .or_default()
+                    .push((cmd.user_id, cmd.origin.request_id.clone()));
             }
         }
         let mut known = HashMap::new();
@@ -247,7 +273,10 @@ impl AuctionRole {
             match self.repo.find_results(auction, &keys).await {
                 Ok(found) => {
                     for stored in found {
-                        known.insert((stored.auction_id, stored.user_id, stored.request_id), stored.result);
+                        known.insert(
+                            (stored.auction_id, stored.user_id, stored.request_id),
+                            stored.result,
+                        );
                     }
                 }
                 Err(e) => warn!(auction, error = %e, "cannot look up earlier results"),
@@ -259,7 +288,8 @@ impl AuctionRole {
     async fn process_command(&mut self, cmd: AuctionCommand, pending: &mut Pending) {
         let now = now_millis();
         if !self.ensure_loaded(cmd.auction_id).await {
-            let result = CommandResult::rejected("AUCTION_NOT_FOUND", "no such auction", None, None);
+            let result =
+                CommandResult::rejected("AUCTION_NOT_FOUND", "no such auction", None, None);
             self.answer(&cmd, result, pending, false);
             return;
         }
@@ -270,18 +300,31 @@ impl AuctionRole {
                 self.schedule(&state, cmd.auction_id);
                 return;
             }
-            Action::Bid { amount, currency } | Action::MaxBid { max: amount, currency } => {
+            Action::Bid { amount, currency }
+            | Action::MaxBid {
+                max: amount,
+                currency,
+            } => {
                 if let Some(rejected) = precheck_amount(*amount, currency.as_deref(), &state) {
                     self.answer(&cmd, rejected, pending, true);
                     return;
                 }
                 if matches!(cmd.action, Action::Bid { .. }) {
-                    Command::Bid { bidder: cmd.user_id, amount: *amount }
+                    Command::Bid {
+                        bidder: cmd.user_id,
+                        amount: *amount,
+                    }
                 } else {
-                    Command::MaxBid { bidder: cmd.user_id, max: *amount }
+                    Command::MaxBid {
+                        bidder: cmd.user_id,
+                        max: *amount,
+                    }
                 }
             }
-            Action::Cancel { operator } => Command::Cancel { by: cmd.user_id, operator: *operator },
+            Action::Cancel { operator } => Command::Cancel {
+                by: cmd.user_id,
+                operator: *operator,
+            },
         };
         match state.apply(&engine_cmd, now) {
             Ok(applied) => {
@@ -293,7 +336,8 @@ impl AuctionRole {
                     price: state.price,
                     minimum: Some(state.minimum_bid()),
                 };
-                self.record_events(&record, state.clone(), &applied.events, now, pending).await;
+                self.record_events(&record, state.clone(), &applied.events, now, pending)
+                    .await;
                 self.schedule(&state, cmd.auction_id);
                 self.answer(&cmd, result, pending, true);
             }
@@ -303,8 +347,14 @@ impl AuctionRole {
                     self.apply_tick(cmd.auction_id, now, pending).await;
                     state = self.live_state(&record, pending);
                 }
-                let minimum = matches!(rejection, Rejection::BelowMinimum { .. }).then(|| state.minimum_bid());
-                let result = CommandResult::rejected(rejection.code(), rejection.to_string(), minimum, state.price);
+                let minimum = matches!(rejection, Rejection::BelowMinimum { .. })
+                    .then(|| state.minimum_bid());
+                let result = CommandResult::rejected(
+                    rejection.code(),
+                    rejection.to_string(),
+                    minimum,
+                    state.price,
+                );
                 self.answer(&cmd, result, pending, true);
             }
         }
@@ -322,9 +372,18 @@ impl AuctionRole {
             .unwrap_or_else(|| record.state.clone())
     }
 
-    fn answer(&self, cmd: &AuctionCommand, result: CommandResult, pending: &mut Pending, store: bool) {
+    fn answer(
+        &self,
+        cmd: &AuctionCommand,
+        result: CommandResult,
+        pending: &mut Pending,
+        store: bool,
+    ) {
         let label = result.code.as_deref().unwrap_or("accepted");
-        metrics().commands.with_label_values(&[action_name(&cmd.action), label]).inc();
+        metrics()
+            .commands
+            .with_label_values(&[action_name(&cmd.action), label])
+            .inc();
         let key = (cmd.auction_id, cmd.user_id, cmd.origin.request_id.clone());
         pending.answered.insert(key, result.clone());
         if store {
@@ -365,13 +424,20 @@ impl AuctionRole {
                     pending.batch.steps.push((id, step.clone()));
                     steps.push(step.clone());
                 }
-                Event::Outbid { user, price } => {
-                    pending.facts.push(AuctionFact::Outbid { auction_id: id, user_id: *user, price: *price })
-                }
-                Event::Extended { ends_at } => {
-                    pending.facts.push(AuctionFact::Extended { auction_id: id, ends_at: *ends_at })
-                }
-                Event::Closed { outcome, winner, price } => {
+                Event::Outbid { user, price } => pending.facts.push(AuctionFact::Outbid {
+                    auction_id: id,
+                    user_id: *user,
+                    price: *price,
+                }),
+                Event::Extended { ends_at } => pending.facts.push(AuctionFact::Extended {
+                    auction_id: id,
+                    ends_at: *ends_at,
+                }),
+                Event::Closed {
+                    outcome,
+                    winner,
+                    price,
+                } => {
                     let mut room_id = None;
                     if let Some(winner) = winner {
                         match self.repo.open_deal_room(&record, *winner, now).await {
@@ -380,7 +446,9 @@ impl AuctionRole {
                                 record.deal_room_id = Some(room);
                                 pending.batch.deal_rooms.push((id, room));
                             }
-                            Err(e) => error!(auction = id, error = %e, "cannot open the seller-winner room"),
+                            Err(e) => {
+                                error!(auction = id, error = %e, "cannot open the seller-winner room")
+                            }
                         }
                     }
                     pending.facts.push(AuctionFact::Closed {
@@ -403,7 +471,10 @@ impl AuctionRole {
                 Event::Opened => {}
             }
         }
-        pending.facts.push(AuctionFact::Updated { auction: AuctionView::from_parts(&record, &state), steps });
+        pending.facts.push(AuctionFact::Updated {
+            auction: AuctionView::from_parts(&record, &state),
+            steps,
+        });
         if let Some(slot) = self.slots.get_mut(&id) {
             slot.record.deal_room_id = record.deal_room_id;
         }
@@ -421,8 +492,12 @@ impl AuctionRole {
             last.insert(*id, i);
         }
         let states = std::mem::take(&mut pending.batch.states);
-        pending.batch.states =
-            states.into_iter().enumerate().filter(|(i, (id, _))| last[id] == *i).map(|(_, s)| s).collect();
+        pending.batch.states = states
+            .into_iter()
+            .enumerate()
+            .filter(|(i, (id, _))| last[id] == *i)
+            .map(|(_, s)| s)
+            .collect();
 
         if !pending.batch.is_empty() {
             let started = std::time::Instant::now();
@@ -442,7 +517,9 @@ impl AuctionRole {
                     }
                 }
             }
-            metrics().commit_seconds.observe(started.elapsed().as_secs_f64());
+            metrics()
+                .commit_seconds
+                .observe(started.elapsed().as_secs_f64());
         }
         for (id, state) in &pending.batch.states {
             if let Some(slot) = self.slots.get_mut(id) {
@@ -461,12 +538,23 @@ impl AuctionRole {
             .facts
             .into_iter()
             .filter_map(|fact| match fact {
-                AuctionFact::Result { origin, auction_id, user_id, duplicate, .. } => Some(AuctionFact::Result {
+                AuctionFact::Result {
                     origin,
                     auction_id,
                     user_id,
                     duplicate,
-                    result: CommandResult::rejected("UNAVAILABLE", "storage unavailable; retry", None, None),
+                    ..
+                } => Some(AuctionFact::Result {
+                    origin,
+                    auction_id,
+                    user_id,
+                    duplicate,
+                    result: CommandResult::rejected(
+                        "UNAVAILABLE",
+                        "storage unavailable; retry",
+                        None,
+                        None,
+                    ),
                 }),
                 _ => None,
             })
@@ -478,7 +566,9 @@ impl AuctionRole {
         let records: Vec<(String, Bytes)> = facts
             .iter()
             .filter_map(|fact| {
-                serde_json::to_vec(fact).ok().map(|json| (fact.auction_id().to_string(), Bytes::from(json)))
+                serde_json::to_vec(fact)
+                    .ok()
+                    .map(|json| (fact.auction_id().to_string(), Bytes::from(json)))
             })
             .collect();
         if let Err(e) = self.bus.publish_all(topics::AUCTION_EVENT, records).await {
@@ -488,9 +578,16 @@ impl AuctionRole {
 
     async fn dead_letter(&self, record: &Record, reason: &str) {
         warn!(topic = %record.topic, partition = record.partition, offset = record.offset, reason, "dead-lettering an unreadable command");
-        metrics().commands.with_label_values(&["unreadable", "DEAD_LETTER"]).inc();
+        metrics()
+            .commands
+            .with_label_values(&["unreadable", "DEAD_LETTER"])
+            .inc();
         let topic = topics::dead_letter(&record.topic);
-        if let Err(e) = self.bus.publish(&topic, &record.key, record.payload.clone()).await {
+        if let Err(e) = self
+            .bus
+            .publish(&topic, &record.key, record.payload.clone())
+            .await
+        {
             error!(error = %e, "cannot dead-letter a record");
         }
     }
@@ -505,7 +602,11 @@ fn action_name(action: &Action) -> &'static str {
     }
 }
 
-fn precheck_amount(amount: i64, currency: Option<&str>, state: &AuctionState) -> Option<CommandResult> {
+fn precheck_amount(
+    amount: i64,
+    currency: Option<&str>,
+    state: &AuctionState,
+) -> Option<CommandResult> {
     if amount <= 0 || amount > MAX_AMOUNT {
         return Some(CommandResult::rejected(
             "INVALID_AMOUNT",
@@ -529,12 +630,18 @@ fn precheck_amount(amount: i64, currency: Option<&str>, state: &AuctionState) ->
 fn next_offsets(records: &[Record]) -> Vec<BusOffset> {
     let mut by_partition: HashMap<(String, u32), u64> = HashMap::new();
     for r in records {
-        let next = by_partition.entry((r.topic.clone(), r.partition)).or_insert(0);
+        let next = by_partition
+            .entry((r.topic.clone(), r.partition))
+            .or_insert(0);
         *next = (*next).max(r.offset + 1);
     }
     by_partition
         .into_iter()
-        .map(|((topic, partition), next_offset)| BusOffset { topic, partition, next_offset })
+        .map(|((topic, partition), next_offset)| BusOffset {
+            topic,
+            partition,
+            next_offset,
+        })
         .collect()
 }
 
@@ -547,7 +654,11 @@ fn coalesce_updates(facts: Vec<AuctionFact>) -> Vec<AuctionFact> {
         match fact {
             AuctionFact::Updated { auction, steps } => match update_at.get(&auction.id) {
                 Some(&i) => {
-                    if let AuctionFact::Updated { auction: a, steps: s } = &mut out[i] {
+                    if let AuctionFact::Updated {
+                        auction: a,
+                        steps: s,
+                    } = &mut out[i]
+                    {
                         *a = auction;
                         s.extend(steps);
                     }

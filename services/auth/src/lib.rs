@@ -1,1 +1,19 @@
 //! Local authentication: argon2id passwords, JWT access tokens, rotating refresh tokens.
+//!
+//! [`AuthService`] is the entry point; storage sits behind
+//! [`ports::AuthRepository`] (SQLite adapter in `bowchat-store`, in-memory one
+//! in [`memory`]). Every failure is an [`AuthError`] with a stable `code()` and
+//! an HTTP `status()`.
+
+mod error;
+pub mod memory;
+pub mod password;
+pub mod ports;
+mod service;
+pub mod tokens;
+
+pub use error::AuthError;
+pub use password::PasswordPolicy;
+pub use ports::{AuthRepoError, AuthRepository, RefreshRecord, User};
+pub use service::{AuthService, PublicUser, Session};
+pub use tokens::{AccessClaims, SigningKey, TokenConfig};

@@ -51,11 +51,16 @@ impl InProcessBus {
                 (name.to_string(), topic)
             })
             .collect();
-        Self { topics, queue_capacity: queue_capacity.max(1) }
+        Self {
+            topics,
+            queue_capacity: queue_capacity.max(1),
+        }
     }
 
     fn topic(&self, name: &str) -> Result<&Topic, BusError> {
-        self.topics.get(name).ok_or_else(|| BusError::UnknownTopic(name.to_string()))
+        self.topics
+            .get(name)
+            .ok_or_else(|| BusError::UnknownTopic(name.to_string()))
     }
 }
 
@@ -81,7 +86,11 @@ impl Bus for InProcessBus {
         Ok(())
     }
 
-    async fn subscribe(&self, topic_name: &str, group: &str) -> Result<Box<dyn Consumer>, BusError> {
+    async fn subscribe(
+        &self,
+        topic_name: &str,
+        group: &str,
+    ) -> Result<Box<dyn Consumer>, BusError> {
         let topic = self.topic(topic_name)?;
         let (tx, rx) = mpsc::channel(self.queue_capacity);
         let mut groups = topic.groups.lock();
@@ -92,8 +101,18 @@ impl Bus for InProcessBus {
             }
             None => Arc::new(AtomicU64::new(0)),
         };
-        groups.insert(group.to_string(), Group { tx, generation: generation.clone() });
-        Ok(Box::new(InProcessConsumer { rx, generation, my_generation: 0 }))
+        groups.insert(
+            group.to_string(),
+            Group {
+                tx,
+                generation: generation.clone(),
+            },
+        );
+        Ok(Box::new(InProcessConsumer {
+            rx,
+            generation,
+            my_generation: 0,
+        }))
     }
 
     fn partitions(&self, topic: &str) -> Result<u32, BusError> {
@@ -150,7 +169,9 @@ mod tests {
         let mut a = bus.subscribe("t", "a").await.unwrap();
         let mut b = bus.subscribe("t", "b").await.unwrap();
         for i in 0..10 {
-            bus.publish("t", "k1", Bytes::from(format!("{i}"))).await.unwrap();
+            bus.publish("t", "k1", Bytes::from(format!("{i}")))
+                .await
+                .unwrap();
         }
         for consumer in [&mut a, &mut b] {
             let mut seen = Vec::new();
@@ -174,13 +195,19 @@ mod tests {
 
     #[test]
     fn partitioning_is_stable() {
-        assert_eq!(partition_for("auction-42", 8), partition_for("auction-42", 8));
+        assert_eq!(
+            partition_for("auction-42", 8),
+            partition_for("auction-42", 8)
+        );
         assert!(partition_for("x", 3) < 3);
     }
 
     #[tokio::test]
     async fn unknown_topic_is_an_error() {
         let bus = InProcessBus::new(&[("t", 1)], 1);
-        assert!(matches!(bus.publish("nope", "k", Bytes::new()).await, Err(BusError::UnknownTopic(_))));
+        assert!(matches!(
+            bus.publish("nope", "k", Bytes::new()).await,
+            Err(BusError::UnknownTopic(_))
+        ));
     }
 }

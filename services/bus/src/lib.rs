@@ -55,7 +55,11 @@ pub trait Bus: Send + Sync + 'static {
     async fn publish(&self, topic: &str, key: &str, payload: Bytes) -> Result<(), BusError>;
 
     /// Publish several records; returns once all are accepted. Order is kept per key.
-    async fn publish_all(&self, topic: &str, records: Vec<(String, Bytes)>) -> Result<(), BusError> {
+    async fn publish_all(
+        &self,
+        topic: &str,
+        records: Vec<(String, Bytes)>,
+    ) -> Result<(), BusError> {
         for (key, payload) in records {
             self.publish(topic, &key, payload).await?;
         }

@@ -1,1 +1,259 @@
-//! The gateway.
+//! The gateway role: REST API, the `/ws` protocol, `/metrics`, `/healthz`, `/readyz`.
+//!
+//! It never changes auction or chat state itself: writes become commands on the
+//! bus, and clients see facts the roles emitted after storing them. Reads
+//! (lists, history) go to storage directly.
+
+mod config;
+mod frames;
+mod hub;
+mod limits;
+mod metrics;
+mod problem;
+mod rest_auctions;
+mod rest_auth;
+mod rest_rooms;
+mod ws;
+mod ws_session;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use axum::extract::{DefaultBodyLimit, FromRequestParts, MatchedPath, Request, State};
+use axum::http::request::Parts;
+use axum::http::{header, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use bowchat_auction::ports::AuctionRepository;
+use bowchat_auth::{AccessClaims, AuthService};
+use bowchat_bus::{topics, Bus, BusError};
+use bowchat_chat::ports::ChatRepository;
+use bowchat_model::UserId;
+use serde_json::json;
+
+pub use config::GatewayConfig;
+pub use problem::ApiError;
+
+use hub::Hub;
+use limits::{ConnectionLimiter, RateLimiter};
+
+/// Answers `/readyz`: can the process serve traffic right now?
+#[async_trait]
+pub trait Readiness: Send + Sync + 'static {
+    async fn ready(&self) -> bool;
+}
+
+/// What the gateway is built from.
+pub struct GatewayDeps {
+    pub config: GatewayConfig,
+    pub gateway_id: String,
+    pub auth: Arc<AuthService>,
+    pub auctions: Arc<dyn AuctionRepository>,
+    pub chat: Arc<dyn ChatRepository>,
+    pub bus: Arc<dyn Bus>,
+    pub readiness: Arc<dyn Readiness>,
+}
+
+pub(crate) struct Shared {
+    pub config: GatewayConfig,
+    pub auth: Arc<AuthService>,
+    pub auctions: Arc<dyn AuctionRepository>,
+    pub chat: Arc<dyn ChatRepository>,
+    pub bus: Arc<dyn Bus>,
+    pub hub: Arc<Hub>,
+    pub rate: RateLimiter,
+    pub connections: ConnectionLimiter,
+    pub readiness: Arc<dyn Readiness>,
+}
+
+#[derive(Clone)]
+pub(crate) struct AppState(pub Arc<Shared>);
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// Joins the outbound topics (in this gateway's own consumer group, so it sees
+/// every fact) and returns the HTTP application.
+pub async fn start(deps: GatewayDeps) -> Result<Router, BusError> {
+    let hub = Arc::new(Hub::new(deps.gateway_id.clone()));
+    let group = format!("gateway-{}", deps.gateway_id);
+    let auction_events = deps.bus.subscribe(topics::AUCTION_EVENT, &group).await?;
+    let chat_events = deps.bus.subscribe(topics::CHAT_EVENT, &group).await?;
+    tokio::spawn(hub::run_delivery(
+        hub.clone(),
+        auction_events,
+        hub::dispatch_auction_record,
+    ));
+    tokio::spawn(hub::run_delivery(
+        hub.clone(),
+        chat_events,
+        hub::dispatch_chat_record,
+    ));
+    let config = deps.config;
+    let state = AppState(Arc::new(Shared {
+        rate: RateLimiter::new(config.user_rate_per_sec, config.user_rate_burst),
+        connections: ConnectionLimiter::new(config.max_connections_per_ip, config.max_connections),
+        auth: deps.auth,
+        auctions: deps.auctions,
+        chat: deps.chat,
+        bus: deps.bus,
+        hub,
+        readiness: deps.readiness,
+        config,
+    }));
+    Ok(router(state))
+}
+
+fn router(state: AppState) -> Router {
+    let body_limit = state.config.max_body_bytes;
+    let web_root = state.config.web_root.clone();
+    let mut app = Router::new()
+        .merge(rest_auth::routes())
+        .merge(rest_auctions::routes())
+        .merge(rest_rooms::routes())
+        .route("/ws", get(ws::upgrade))
+        .route("/metrics", get(metrics_text))
+        .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
+        .route("/readyz", get(readyz))
+        .fallback(not_found)
+        .layer(middleware::from_fn(count_requests))
+        .layer(DefaultBodyLimit::max(body_limit))
+        .with_state(state);
+    if let Some(root) = web_root {
+        app = app.fallback_service(tower_http::services::ServeDir::new(root));
+    }
+    app
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("route")
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    let ready = tokio::time::timeout(Duration::from_secs(2), state.readiness.ready())
+        .await
+        .unwrap_or(false);
+    if ready {
+        Json(json!({"status": "ready"})).into_response()
+    } else {
+        ApiError::unavailable("not ready").into_response()
+    }
+}
+
+async fn metrics_text() -> Response {
+    use prometheus::Encoder;
+    let encoder = prometheus::TextEncoder::new();
+    let mut buffer = Vec::new();
+    if let Err(e) = encoder.encode(&prometheus::gather(), &mut buffer) {
+        return ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", e.to_string())
+            .into_response();
+    }
+    (
+        [(header::CONTENT_TYPE, encoder.format_type().to_string())],
+        buffer,
+    )
+        .into_response()
+}
+
+async fn count_requests(request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".to_string());
+    let response = next.run(request).await;
+    metrics::metrics()
+        .http_requests
+        .with_label_values(&[&route, response.status().as_str()])
+        .inc();
+    response
+}
+
+/// The authenticated caller of a REST endpoint (`Authorization: Bearer <jwt>`).
+pub(crate) struct Caller {
+    pub id: UserId,
+    #[allow(dead_code)]
+    pub claims: AccessClaims,
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let token = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
+            .ok_or_else(|| {
+                ApiError::unauthorized("AUTH_REQUIRED", "send Authorization: Bearer <access token>")
+            })?;
+        let claims = state.auth.verify_access(token.trim())?;
+        Ok(Caller {
+            id: claims.sub,
+            claims,
+        })
+    }
+}
+
+/// JSON body extractor whose failures are problem+json with code INVALID_BODY.
+pub(crate) struct Body<T>(pub T);
+
+impl<S, T> axum::extract::FromRequest<S> for Body<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(value)) => Ok(Body(value)),
+            Err(e) => Err(ApiError::new(e.status(), "INVALID_BODY", e.body_text())),
+        }
+    }
+}
+
+/// Query-string extractor whose failures are problem+json with code INVALID_QUERY.
+pub(crate) struct Params<T>(pub T);
+
+impl<T> FromRequestParts<AppState> for Params<T>
+where
+    T: serde::de::DeserializeOwned,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(value)) => Ok(Params(value)),
+            Err(e) => Err(ApiError::bad_request("INVALID_QUERY", e.body_text())),
+        }
+    }
+}
+
+/// Path extractor whose failures are problem+json with code INVALID_PATH.
+pub(crate) struct Id<T>(pub T);
+
+impl<T> FromRequestParts<AppState> for Id<T>
+where
+    T: serde::de::DeserializeOwned + Send,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(value)) => Ok(Id(value)),
+            Err(e) => Err(ApiError::bad_request("INVALID_PATH", e.body_text())),
+        }
+    }
+}

@@ -1,14 +1,372 @@
 //! SQLite adapter for `bowchat_auction::ports::AuctionRepository`.
+//!
+//! The engine state is stored as JSON next to the columns we query by (phase,
+//! seller); the role is the single writer of an auction, so no row versioning.
+
+use async_trait::async_trait;
+use bowchat_auction::engine::{AuctionState, Phase, PriceStep};
+use bowchat_auction::messages::CommandResult;
+use bowchat_auction::ports::{
+    AuctionBatch, AuctionFilter, AuctionRecord, AuctionRepository, NewAuction, RepoError,
+    StoredResult,
+};
+use bowchat_model::{AuctionId, Millis, PageQuery, RoomId, UserId};
+use sqlx::sqlite::SqliteRow;
+use sqlx::{Row, Sqlite, Transaction};
+
 use crate::Db;
 
 #[derive(Clone)]
 pub struct SqliteAuctionRepository {
-    #[allow(dead_code)]
     db: Db,
 }
 
 impl SqliteAuctionRepository {
     pub fn new(db: Db) -> Self {
         Self { db }
+    }
+}
+
+fn unavailable(e: sqlx::Error) -> RepoError {
+    match &e {
+        sqlx::Error::Database(d) if d.is_unique_violation() => {
+            RepoError::Conflict(d.message().to_string())
+        }
+        _ => RepoError::Unavailable(e.to_string()),
+    }
+}
+
+fn phase_name(phase: Phase) -> &'static str {
+    match phase {
+        Phase::Scheduled => "scheduled",
+        Phase::Open => "open",
+        Phase::Closed => "closed",
+        Phase::Cancelled => "cancelled",
+    }
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> Result<String, RepoError> {
+    serde_json::to_string(value).map_err(|e| RepoError::Corrupt(e.to_string()))
+}
+
+const AUCTION_COLUMNS: &str = "id, title, description, state, room_id, deal_room_id, created_at";
+
+fn record_of(row: &SqliteRow) -> Result<AuctionRecord, RepoError> {
+    let state: String = row.try_get("state").map_err(unavailable)?;
+    let id: i64 = row.try_get("id").map_err(unavailable)?;
+    let state: AuctionState = serde_json::from_str(&state)
+        .map_err(|e| RepoError::Corrupt(format!("auction {id}: {e}")))?;
+    Ok(AuctionRecord {
+        id,
+        title: row.try_get("title").map_err(unavailable)?,
+        description: row.try_get("description").map_err(unavailable)?,
+        state,
+        room_id: row.try_get("room_id").map_err(unavailable)?,
+        deal_room_id: row.try_get("deal_room_id").map_err(unavailable)?,
+        created_at: row.try_get("created_at").map_err(unavailable)?,
+    })
+}
+
+fn step_of(row: &SqliteRow) -> Result<PriceStep, RepoError> {
+    Ok(PriceStep {
+        seq: row.try_get("seq").map_err(unavailable)?,
+        bidder: row.try_get("bidder").map_err(unavailable)?,
+        amount: row.try_get("amount").map_err(unavailable)?,
+        proxy: row.try_get::<i64, _>("proxy").map_err(unavailable)? != 0,
+        at: row.try_get("at").map_err(unavailable)?,
+    })
+}
+
+async fn fetch_auction(
+    tx: &mut Transaction<'_, Sqlite>,
+    id: AuctionId,
+) -> Result<Option<AuctionRecord>, RepoError> {
+    let row = sqlx::query(&format!(
+        "SELECT {AUCTION_COLUMNS} FROM auctions WHERE id = ?"
+    ))
+    .bind(id)
+    .fetch_optional(&mut **tx)
+    .await
+    .map_err(unavailable)?;
+    row.as_ref().map(record_of).transpose()
+}
+
+#[async_trait]
+impl AuctionRepository for SqliteAuctionRepository {
+    async fn create(&self, new: NewAuction, now: Millis) -> Result<AuctionRecord, RepoError> {
+        let mut tx = self.db.writer.begin().await.map_err(unavailable)?;
+        if let Some(external) = &new.external_id {
+            let existing: Option<i64> =
+                sqlx::query_scalar("SELECT id FROM auctions WHERE external_id = ?")
+                    .bind(external)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(unavailable)?;
+            if let Some(id) = existing {
+                return fetch_auction(&mut tx, id)
+                    .await?
+                    .ok_or_else(|| RepoError::Corrupt(format!("auction {id} vanished")));
+            }
+        }
+        let state = AuctionState::new(new.terms.clone(), now);
+        let seller = state.terms.seller;
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO auctions (title, description, seller, phase, state, external_id, created_at, updated_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+        )
+        .bind(&new.title)
+        .bind(&new.description)
+        .bind(seller)
+        .bind(phase_name(state.phase))
+        .bind(to_json(&state)?)
+        .bind(&new.external_id)
+        .bind(now)
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+        let room_id: i64 = sqlx::query_scalar(
+            "INSERT INTO rooms (kind, name, auction_id, created_by, created_at) VALUES ('auction', ?, ?, ?, ?) RETURNING id",
+        )
+        .bind(&new.title)
+        .bind(id)
+        .bind(seller)
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+        sqlx::query("INSERT INTO room_members (room_id, user_id, role, joined_at) VALUES (?, ?, 'owner', ?)")
+            .bind(room_id)
+            .bind(seller)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        sqlx::query("UPDATE auctions SET room_id = ? WHERE id = ?")
+            .bind(room_id)
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        tx.commit().await.map_err(unavailable)?;
+        Ok(AuctionRecord {
+            id,
+            title: new.title,
+            description: new.description,
+            state,
+            room_id: Some(room_id),
+            deal_room_id: None,
+            created_at: now,
+        })
+    }
+
+    async fn get(&self, id: AuctionId) -> Result<Option<AuctionRecord>, RepoError> {
+        let row = sqlx::query(&format!(
+            "SELECT {AUCTION_COLUMNS} FROM auctions WHERE id = ?"
+        ))
+        .bind(id)
+        .fetch_optional(&self.db.reader)
+        .await
+        .map_err(unavailable)?;
+        row.as_ref().map(record_of).transpose()
+    }
+
+    async fn list(&self, filter: &AuctionFilter) -> Result<Vec<AuctionRecord>, RepoError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {AUCTION_COLUMNS} FROM auctions
+             WHERE (?1 IS NULL OR phase = ?1) AND (?2 IS NULL OR seller = ?2) AND (?3 IS NULL OR id < ?3)
+             ORDER BY id DESC LIMIT ?4"
+        ))
+        .bind(filter.phase.map(phase_name))
+        .bind(filter.seller)
+        .bind(filter.before_id)
+        .bind(filter.limit.max(1) as i64)
+        .fetch_all(&self.db.reader)
+        .await
+        .map_err(unavailable)?;
+        rows.iter().map(record_of).collect()
+    }
+
+    async fn steps(
+        &self,
+        id: AuctionId,
+        page: PageQuery,
+        max: u32,
+    ) -> Result<Vec<PriceStep>, RepoError> {
+        let limit = page.limit_or(max.min(50), max) as i64;
+        let query = if let Some(after) = page.after {
+            sqlx::query("SELECT * FROM auction_steps WHERE auction_id = ? AND seq > ? ORDER BY seq ASC LIMIT ?")
+                .bind(id)
+                .bind(after)
+        } else {
+            // The latest page (or the page before `before`), read newest first and reversed.
+            sqlx::query(
+                "SELECT * FROM (SELECT * FROM auction_steps WHERE auction_id = ? AND seq < ?
+                 ORDER BY seq DESC LIMIT ?) ORDER BY seq ASC",
+            )
+            .bind(id)
+            .bind(page.before.unwrap_or(i64::MAX))
+        };
+        let rows = query
+            .bind(limit)
+            .fetch_all(&self.db.reader)
+            .await
+            .map_err(unavailable)?;
+        rows.iter().map(step_of).collect()
+    }
+
+    async fn find_results(
+        &self,
+        auction: AuctionId,
+        keys: &[(UserId, String)],
+    ) -> Result<Vec<StoredResult>, RepoError> {
+        let mut found = Vec::new();
+        // Chunked so one statement never exceeds SQLite's bound-parameter limit.
+        for chunk in keys.chunks(200) {
+            let placeholders = vec!["(?, ?)"; chunk.len()].join(", ");
+            let sql = format!(
+                "SELECT user_id, request_id, result FROM auction_results
+                 WHERE auction_id = ? AND (user_id, request_id) IN (VALUES {placeholders})"
+            );
+            let mut query = sqlx::query(&sql).bind(auction);
+            for (user, request) in chunk {
+                query = query.bind(*user).bind(request);
+            }
+            for row in query
+                .fetch_all(&self.db.reader)
+                .await
+                .map_err(unavailable)?
+            {
+                let result: String = row.try_get("result").map_err(unavailable)?;
+                let result: CommandResult =
+                    serde_json::from_str(&result).map_err(|e| RepoError::Corrupt(e.to_string()))?;
+                found.push(StoredResult {
+                    auction_id: auction,
+                    user_id: row.try_get("user_id").map_err(unavailable)?,
+                    request_id: row.try_get("request_id").map_err(unavailable)?,
+                    result,
+                });
+            }
+        }
+        Ok(found)
+    }
+
+    async fn commit(&self, batch: &AuctionBatch) -> Result<(), RepoError> {
+        let now = bowchat_model::now_millis();
+        let mut tx = self.db.writer.begin().await.map_err(unavailable)?;
+        for (id, state) in &batch.states {
+            sqlx::query("UPDATE auctions SET state = ?, phase = ?, updated_at = ? WHERE id = ?")
+                .bind(to_json(state)?)
+                .bind(phase_name(state.phase))
+                .bind(now)
+                .bind(id)
+                .execute(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+        }
+        for (id, step) in &batch.steps {
+            sqlx::query("INSERT INTO auction_steps (auction_id, seq, bidder, amount, proxy, at) VALUES (?, ?, ?, ?, ?, ?)")
+                .bind(id)
+                .bind(step.seq)
+                .bind(step.bidder)
+                .bind(step.amount)
+                .bind(step.proxy as i64)
+                .bind(step.at)
+                .execute(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+        }
+        for stored in &batch.results {
+            sqlx::query(
+                "INSERT OR IGNORE INTO auction_results (auction_id, user_id, request_id, result, created_at)
+                 VALUES (?, ?, ?, ?, ?)",
+            )
+            .bind(stored.auction_id)
+            .bind(stored.user_id)
+            .bind(&stored.request_id)
+            .bind(to_json(&stored.result)?)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        }
+        for (id, room) in &batch.deal_rooms {
+            sqlx::query("UPDATE auctions SET deal_room_id = ? WHERE id = ?")
+                .bind(room)
+                .bind(id)
+                .execute(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+        }
+        for offset in &batch.offsets {
+            sqlx::query(
+                "INSERT INTO bus_offsets (consumer_group, topic, partition, next_offset) VALUES ('auction-role', ?, ?, ?)
+                 ON CONFLICT (consumer_group, topic, partition) DO UPDATE SET next_offset = excluded.next_offset",
+            )
+            .bind(&offset.topic)
+            .bind(offset.partition as i64)
+            .bind(offset.next_offset as i64)
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        }
+        tx.commit().await.map_err(unavailable)
+    }
+
+    async fn unfinished(&self) -> Result<Vec<AuctionRecord>, RepoError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {AUCTION_COLUMNS} FROM auctions WHERE phase IN ('scheduled', 'open') ORDER BY id"
+        ))
+        .fetch_all(&self.db.reader)
+        .await
+        .map_err(unavailable)?;
+        rows.iter().map(record_of).collect()
+    }
+
+    async fn open_deal_room(
+        &self,
+        auction: &AuctionRecord,
+        winner: UserId,
+        now: Millis,
+    ) -> Result<RoomId, RepoError> {
+        let mut tx = self.db.writer.begin().await.map_err(unavailable)?;
+        let existing: Option<i64> =
+            sqlx::query_scalar("SELECT id FROM rooms WHERE auction_id = ? AND kind = 'deal'")
+                .bind(auction.id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+        if let Some(room) = existing {
+            return Ok(room);
+        }
+        let seller = auction.state.terms.seller;
+        let room: i64 = sqlx::query_scalar(
+            "INSERT INTO rooms (kind, name, auction_id, created_by, created_at) VALUES ('deal', ?, ?, ?, ?) RETURNING id",
+        )
+        .bind(format!("Deal: {}", auction.title))
+        .bind(auction.id)
+        .bind(seller)
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+        for (user, role) in [(seller, "owner"), (winner, "member")] {
+            sqlx::query("INSERT OR IGNORE INTO room_members (room_id, user_id, role, joined_at) VALUES (?, ?, ?, ?)")
+                .bind(room)
+                .bind(user)
+                .bind(role)
+                .bind(now)
+                .execute(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+        }
+        sqlx::query("UPDATE auctions SET deal_room_id = ? WHERE id = ?")
+            .bind(room)
+            .bind(auction.id)
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        tx.commit().await.map_err(unavailable)?;
+        Ok(room)
     }
 }

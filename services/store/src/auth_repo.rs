@@ -1,14 +1,277 @@
-//! SQLite adapter for `bowchat_auth::ports::AuthRepository`.
+//! SQLite adapter for `bowchat_auth::ports::AuthRepository`: users, the JWT
+//! signing keys and refresh-token records (tables from `0001_init.sql`).
+//!
+//! Writes go through the single writer connection, each in a transaction;
+//! reads use the reader pool (WAL readers see every committed write).
+
+use async_trait::async_trait;
+use bowchat_auth::ports::{AuthRepoError, AuthRepository, RefreshRecord, User};
+use bowchat_auth::SigningKey;
+use bowchat_model::{Millis, UserId};
+use sqlx::sqlite::SqliteRow;
+use sqlx::Row;
+
 use crate::Db;
+
+/// SQLite binds at most 32766 parameters; stay far below for `users(ids)`.
+const IDS_PER_QUERY: usize = 500;
+
+const USER_COLUMNS: &str = "id, email, display_name, password_hash, created_at";
+const REFRESH_COLUMNS: &str =
+    "token_hash, family, user_id, created_at, expires_at, rotated_at, revoked_at";
 
 #[derive(Clone)]
 pub struct SqliteAuthRepository {
-    #[allow(dead_code)]
     db: Db,
 }
 
 impl SqliteAuthRepository {
     pub fn new(db: Db) -> Self {
         Self { db }
+    }
+}
+
+fn storage_error(e: sqlx::Error) -> AuthRepoError {
+    match e {
+        sqlx::Error::Database(d) if d.is_unique_violation() => {
+            AuthRepoError::Conflict(d.message().to_string())
+        }
+        other => AuthRepoError::Unavailable(other.to_string()),
+    }
+}
+
+/// A row that does not decode into the expected types is corrupt data, not
+/// an outage: retrying will not help.
+fn corrupt(e: sqlx::Error) -> AuthRepoError {
+    AuthRepoError::Corrupt(e.to_string())
+}
+
+fn user_of(row: &SqliteRow) -> Result<User, AuthRepoError> {
+    Ok(User {
+        id: row.try_get("id").map_err(corrupt)?,
+        email: row.try_get("email").map_err(corrupt)?,
+        display_name: row.try_get("display_name").map_err(corrupt)?,
+        password_hash: row.try_get("password_hash").map_err(corrupt)?,
+        created_at: row.try_get("created_at").map_err(corrupt)?,
+    })
+}
+
+fn refresh_of(row: &SqliteRow) -> Result<RefreshRecord, AuthRepoError> {
+    Ok(RefreshRecord {
+        token_hash: row.try_get("token_hash").map_err(corrupt)?,
+        family: row.try_get("family").map_err(corrupt)?,
+        user_id: row.try_get("user_id").map_err(corrupt)?,
+        created_at: row.try_get("created_at").map_err(corrupt)?,
+        expires_at: row.try_get("expires_at").map_err(corrupt)?,
+        rotated_at: row.try_get("rotated_at").map_err(corrupt)?,
+        revoked_at: row.try_get("revoked_at").map_err(corrupt)?,
+    })
+}
+
+fn insert_refresh_query(
+    record: &RefreshRecord,
+) -> sqlx::query::Query<'_, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'_>> {
+    sqlx::query(
+        "INSERT INTO refresh_tokens \
+         (token_hash, family, user_id, created_at, expires_at, rotated_at, revoked_at) \
+         VALUES (?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(&record.token_hash)
+    .bind(&record.family)
+    .bind(record.user_id)
+    .bind(record.created_at)
+    .bind(record.expires_at)
+    .bind(record.rotated_at)
+    .bind(record.revoked_at)
+}
+
+#[async_trait]
+impl AuthRepository for SqliteAuthRepository {
+    async fn create_user(
+        &self,
+        email: &str,
+        display_name: &str,
+        password_hash: Option<&str>,
+        now: Millis,
+    ) -> Result<User, AuthRepoError> {
+        let mut tx = self.db.writer.begin().await.map_err(storage_error)?;
+        let row = sqlx::query(
+            "INSERT INTO users (email, display_name, password_hash, created_at) \
+             VALUES (?, ?, ?, ?) RETURNING id",
+        )
+        .bind(email)
+        .bind(display_name)
+        .bind(password_hash)
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(storage_error)?;
+        let id: UserId = row.try_get("id").map_err(corrupt)?;
+        tx.commit().await.map_err(storage_error)?;
+        Ok(User {
+            id,
+            email: email.to_string(),
+            display_name: display_name.to_string(),
+            password_hash: password_hash.map(str::to_string),
+            created_at: now,
+        })
+    }
+
+    async fn user_by_email(&self, email: &str) -> Result<Option<User>, AuthRepoError> {
+        let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE email = ?");
+        let row = sqlx::query(&sql)
+            .bind(email)
+            .fetch_optional(&self.db.reader)
+            .await
+            .map_err(storage_error)?;
+        row.as_ref().map(user_of).transpose()
+    }
+
+    async fn user(&self, id: UserId) -> Result<Option<User>, AuthRepoError> {
+        let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?");
+        let row = sqlx::query(&sql)
+            .bind(id)
+            .fetch_optional(&self.db.reader)
+            .await
+            .map_err(storage_error)?;
+        row.as_ref().map(user_of).transpose()
+    }
+
+    async fn users(&self, ids: &[UserId]) -> Result<Vec<User>, AuthRepoError> {
+        let mut unique = ids.to_vec();
+        unique.sort_unstable();
+        unique.dedup();
+        let mut users = Vec::with_capacity(unique.len());
+        for chunk in unique.chunks(IDS_PER_QUERY) {
+            let placeholders = vec!["?"; chunk.len()].join(", ");
+            let sql = format!(
+                "SELECT {USER_COLUMNS} FROM users WHERE id IN ({placeholders}) ORDER BY id"
+            );
+            let mut query = sqlx::query(&sql);
+            for id in chunk {
+                query = query.bind(*id);
+            }
+            let rows = query
+                .fetch_all(&self.db.reader)
+                .await
+                .map_err(storage_error)?;
+            for row in &rows {
+                users.push(user_of(row)?);
+            }
+        }
+        Ok(users)
+    }
+
+    async fn signing_key(&self) -> Result<Option<SigningKey>, AuthRepoError> {
+        // rowid breaks ties between keys stored in the same millisecond.
+        let row = sqlx::query(
+            "SELECT kid, secret FROM signing_keys ORDER BY created_at DESC, rowid DESC LIMIT 1",
+        )
+        .fetch_optional(&self.db.reader)
+        .await
+        .map_err(storage_error)?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let key = SigningKey {
+            kid: row.try_get("kid").map_err(corrupt)?,
+            secret: row.try_get("secret").map_err(corrupt)?,
+        };
+        // An empty or short HMAC secret would make tokens forgeable.
+        if key.secret.len() < 32 {
+            return Err(AuthRepoError::Corrupt(format!(
+                "signing key {} is too short",
+                key.kid
+            )));
+        }
+        Ok(Some(key))
+    }
+
+    async fn store_signing_key(&self, key: &SigningKey, now: Millis) -> Result<(), AuthRepoError> {
+        let mut tx = self.db.writer.begin().await.map_err(storage_error)?;
+        sqlx::query("INSERT INTO signing_keys (kid, secret, created_at) VALUES (?, ?, ?)")
+            .bind(&key.kid)
+            .bind(&key.secret)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(storage_error)?;
+        tx.commit().await.map_err(storage_error)
+    }
+
+    async fn insert_refresh(&self, record: &RefreshRecord) -> Result<(), AuthRepoError> {
+        let mut tx = self.db.writer.begin().await.map_err(storage_error)?;
+        insert_refresh_query(record)
+            .execute(&mut *tx)
+            .await
+            .map_err(storage_error)?;
+        tx.commit().await.map_err(storage_error)
+    }
+
+    async fn refresh(&self, token_hash: &str) -> Result<Option<RefreshRecord>, AuthRepoError> {
+        let sql = format!("SELECT {REFRESH_COLUMNS} FROM refresh_tokens WHERE token_hash = ?");
+        let row = sqlx::query(&sql)
+            .bind(token_hash)
+            .fetch_optional(&self.db.reader)
+            .await
+            .map_err(storage_error)?;
+        row.as_ref().map(refresh_of).transpose()
+    }
+
+    async fn rotate_refresh(
+        &self,
+        old_hash: &str,
+        new: &RefreshRecord,
+        now: Millis,
+    ) -> Result<bool, AuthRepoError> {
+        let mut tx = self.db.writer.begin().await.map_err(storage_error)?;
+        // The guard in the WHERE clause is what makes rotation once-only: of
+        // two concurrent uses, the second updates no row.
+        let updated = sqlx::query(
+            "UPDATE refresh_tokens SET rotated_at = ? \
+             WHERE token_hash = ? AND rotated_at IS NULL AND revoked_at IS NULL",
+        )
+        .bind(now)
+        .bind(old_hash)
+        .execute(&mut *tx)
+        .await
+        .map_err(storage_error)?
+        .rows_affected();
+        if updated == 0 {
+            tx.rollback().await.map_err(storage_error)?;
+            return Ok(false);
+        }
+        insert_refresh_query(new)
+            .execute(&mut *tx)
+            .await
+            .map_err(storage_error)?;
+        tx.commit().await.map_err(storage_error)?;
+        Ok(true)
+    }
+
+    async fn revoke_family(&self, family: &str, now: Millis) -> Result<(), AuthRepoError> {
+        let mut tx = self.db.writer.begin().await.map_err(storage_error)?;
+        sqlx::query(
+            "UPDATE refresh_tokens SET revoked_at = ? WHERE family = ? AND revoked_at IS NULL",
+        )
+        .bind(now)
+        .bind(family)
+        .execute(&mut *tx)
+        .await
+        .map_err(storage_error)?;
+        tx.commit().await.map_err(storage_error)
+    }
+
+    async fn revoke_token(&self, token_hash: &str, now: Millis) -> Result<(), AuthRepoError> {
+        let mut tx = self.db.writer.begin().await.map_err(storage_error)?;
+        sqlx::query(
+            "UPDATE refresh_tokens SET revoked_at = ? WHERE token_hash = ? AND revoked_at IS NULL",
+        )
+        .bind(now)
+        .bind(token_hash)
+        .execute(&mut *tx)
+        .await
+        .map_err(storage_error)?;
+        tx.commit().await.map_err(storage_error)
     }
 }

@@ -11,7 +11,9 @@ use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
 
 pub use auction_repo::SqliteAuctionRepository;
 pub use auth_repo::SqliteAuthRepository;
@@ -36,7 +38,11 @@ pub struct SqliteOptions {
 
 impl Default for SqliteOptions {
     fn default() -> Self {
-        Self { readers: 4, synchronous_full: true, busy_timeout: Duration::from_secs(5) }
+        Self {
+            readers: 4,
+            synchronous_full: true,
+            busy_timeout: Duration::from_secs(5),
+        }
     }
 }
 
@@ -51,16 +57,22 @@ impl Db {
     /// Opens (creating if needed) the database file at `path` and applies migrations.
     pub async fn open(path: &Path, options: &SqliteOptions) -> Result<Db, StoreError> {
         let shown = path.display().to_string();
-        let open_err = |source| StoreError::Open { path: shown.clone(), source };
+        let open_err = |source| StoreError::Open {
+            path: shown.clone(),
+            source,
+        };
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| open_err(sqlx::Error::Io(e)))?;
+            std::fs::create_dir_all(dir).map_err(|e| open_err(sqlx::Error::Io(e)))?;
         }
         let connect = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))
             .map_err(open_err)?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(if options.synchronous_full { SqliteSynchronous::Full } else { SqliteSynchronous::Normal })
+            .synchronous(if options.synchronous_full {
+                SqliteSynchronous::Full
+            } else {
+                SqliteSynchronous::Normal
+            })
             .busy_timeout(options.busy_timeout)
             .foreign_keys(true);
         let writer = SqlitePoolOptions::new()
@@ -89,10 +101,4 @@ impl Db {
         self.writer.close().await;
         self.reader.close().await;
     }
-}
-
-/// Maps a sqlx error onto the domain ports' "unavailable" case; the ports'
-/// error enums each have one, so adapters use this with `map_err`.
-pub(crate) fn describe(e: sqlx::Error) -> String {
-    e.to_string()
 }

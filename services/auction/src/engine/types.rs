@@ -177,10 +177,19 @@ pub enum Event {
     /// A new visible price step (also appended to the history).
     Step(PriceStep),
     /// `user` lost the lead (to send an outbid notice).
-    Outbid { user: UserId, price: i64 },
+    Outbid {
+        user: UserId,
+        price: i64,
+    },
     /// Soft close moved the end.
-    Extended { ends_at: Millis },
-    Closed { outcome: Outcome, winner: Option<UserId>, price: Option<i64> },
+    Extended {
+        ends_at: Millis,
+    },
+    Closed {
+        outcome: Outcome,
+        winner: Option<UserId>,
+        price: Option<i64>,
+    },
     Cancelled,
 }
 

@@ -1,0 +1,107 @@
+//! The one error type of the auth service, with a stable machine-readable code
+//! and an HTTP status, so the gateway maps it without knowing each variant.
+
+use crate::ports::AuthRepoError;
+
+/// Why an auth operation failed. The `Display` text is safe to show a client:
+/// it never says whether an email exists or which check on a token failed
+/// beyond what the code already says.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    #[error("the email address is not valid")]
+    InvalidEmail,
+    #[error("the password is not acceptable: {0}")]
+    WeakPassword(String),
+    #[error("the display name must be 1 to 64 printable characters")]
+    InvalidDisplayName,
+    #[error("an account with this email already exists")]
+    EmailTaken,
+    #[error("email or password is wrong")]
+    InvalidCredentials,
+    #[error("the access token is not valid")]
+    TokenInvalid,
+    #[error("the access token has expired")]
+    TokenExpired,
+    #[error("the refresh token is not valid")]
+    RefreshInvalid,
+    #[error("the refresh token has expired")]
+    RefreshExpired,
+    #[error("the refresh token was already used; the session has been revoked")]
+    RefreshReused,
+    /// Storage or configuration trouble; the detail is for logs, the client
+    /// should retry later.
+    #[error("the auth service is unavailable: {0}")]
+    Unavailable(String),
+}
+
+impl AuthError {
+    /// Stable code for clients (problem+json `code`, WS `ERROR` frame code).
+    pub fn code(&self) -> &'static str {
+        match self {
+            AuthError::InvalidEmail => "INVALID_EMAIL",
+            AuthError::WeakPassword(_) => "WEAK_PASSWORD",
+            AuthError::InvalidDisplayName => "INVALID_DISPLAY_NAME",
+            AuthError::EmailTaken => "EMAIL_TAKEN",
+            AuthError::InvalidCredentials => "INVALID_CREDENTIALS",
+            AuthError::TokenInvalid => "TOKEN_INVALID",
+            AuthError::TokenExpired => "TOKEN_EXPIRED",
+            AuthError::RefreshInvalid => "REFRESH_INVALID",
+            AuthError::RefreshExpired => "REFRESH_EXPIRED",
+            AuthError::RefreshReused => "REFRESH_REUSED",
+            AuthError::Unavailable(_) => "UNAVAILABLE",
+        }
+    }
+
+    /// HTTP status: 400 bad input, 409 conflict, 401 credentials/tokens, 503 unavailable.
+    pub fn status(&self) -> u16 {
+        match self {
+            AuthError::InvalidEmail
+            | AuthError::WeakPassword(_)
+            | AuthError::InvalidDisplayName => 400,
+            AuthError::EmailTaken => 409,
+            AuthError::InvalidCredentials
+            | AuthError::TokenInvalid
+            | AuthError::TokenExpired
+            | AuthError::RefreshInvalid
+            | AuthError::RefreshExpired
+            | AuthError::RefreshReused => 401,
+            AuthError::Unavailable(_) => 503,
+        }
+    }
+}
+
+impl From<AuthRepoError> for AuthError {
+    /// Storage failures are never the client's fault. A `Conflict` that reaches
+    /// here was not expected by the caller (the one expected conflict, a taken
+    /// email, is mapped where it can happen).
+    fn from(e: AuthRepoError) -> Self {
+        tracing::error!(error = %e, "auth storage error");
+        AuthError::Unavailable("storage is unavailable, retry later".to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_and_statuses_are_stable() {
+        let all = [
+            (AuthError::InvalidEmail, "INVALID_EMAIL", 400),
+            (AuthError::WeakPassword("x".into()), "WEAK_PASSWORD", 400),
+            (AuthError::InvalidDisplayName, "INVALID_DISPLAY_NAME", 400),
+            (AuthError::EmailTaken, "EMAIL_TAKEN", 409),
+            (AuthError::InvalidCredentials, "INVALID_CREDENTIALS", 401),
+            (AuthError::TokenInvalid, "TOKEN_INVALID", 401),
+            (AuthError::TokenExpired, "TOKEN_EXPIRED", 401),
+            (AuthError::RefreshInvalid, "REFRESH_INVALID", 401),
+            (AuthError::RefreshExpired, "REFRESH_EXPIRED", 401),
+            (AuthError::RefreshReused, "REFRESH_REUSED", 401),
+            (AuthError::Unavailable("db".into()), "UNAVAILABLE", 503),
+        ];
+        for (error, code, status) in all {
+            assert_eq!(error.code(), code);
+            assert_eq!(error.status(), status);
+        }
+    }
+}

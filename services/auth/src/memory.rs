@@ -1,0 +1,152 @@
+//! An in-memory `AuthRepository` for tests and single-process demos. It keeps
+//! the same contract as the SQLite adapter (unique emails, once-only rotation)
+//! under one mutex, which is what makes `rotate_refresh` atomic here.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use bowchat_model::{Millis, UserId};
+
+use crate::ports::{AuthRepoError, AuthRepository, RefreshRecord, User};
+use crate::tokens::SigningKey;
+
+#[derive(Default)]
+struct State {
+    users: Vec<User>,
+    keys: Vec<SigningKey>,
+    refresh: HashMap<String, RefreshRecord>,
+}
+
+#[derive(Default)]
+pub struct InMemoryAuthRepository {
+    state: Mutex<State>,
+}
+
+impl InMemoryAuthRepository {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> Result<std::sync::MutexGuard<'_, State>, AuthRepoError> {
+        // A poisoned lock means a panic mid-update; report it rather than
+        // continuing on possibly half-written state.
+        self.state
+            .lock()
+            .map_err(|_| AuthRepoError::Unavailable("state lock poisoned".into()))
+    }
+}
+
+#[async_trait]
+impl AuthRepository for InMemoryAuthRepository {
+    async fn create_user(
+        &self,
+        email: &str,
+        display_name: &str,
+        password_hash: Option<&str>,
+        now: Millis,
+    ) -> Result<User, AuthRepoError> {
+        let mut state = self.lock()?;
+        if state.users.iter().any(|u| u.email == email) {
+            return Err(AuthRepoError::Conflict(format!("email {email} is taken")));
+        }
+        let user = User {
+            id: state.users.len() as UserId + 1,
+            email: email.to_string(),
+            display_name: display_name.to_string(),
+            password_hash: password_hash.map(str::to_string),
+            created_at: now,
+        };
+        state.users.push(user.clone());
+        Ok(user)
+    }
+
+    async fn user_by_email(&self, email: &str) -> Result<Option<User>, AuthRepoError> {
+        Ok(self
+            .lock()?
+            .users
+            .iter()
+            .find(|u| u.email == email)
+            .cloned())
+    }
+
+    async fn user(&self, id: UserId) -> Result<Option<User>, AuthRepoError> {
+        Ok(self.lock()?.users.iter().find(|u| u.id == id).cloned())
+    }
+
+    async fn users(&self, ids: &[UserId]) -> Result<Vec<User>, AuthRepoError> {
+        Ok(self
+            .lock()?
+            .users
+            .iter()
+            .filter(|u| ids.contains(&u.id))
+            .cloned()
+            .collect())
+    }
+
+    async fn signing_key(&self) -> Result<Option<SigningKey>, AuthRepoError> {
+        Ok(self.lock()?.keys.last().cloned())
+    }
+
+    async fn store_signing_key(&self, key: &SigningKey, _now: Millis) -> Result<(), AuthRepoError> {
+        let mut state = self.lock()?;
+        if state.keys.iter().any(|k| k.kid == key.kid) {
+            return Err(AuthRepoError::Conflict(format!("kid {} exists", key.kid)));
+        }
+        state.keys.push(key.clone());
+        Ok(())
+    }
+
+    async fn insert_refresh(&self, record: &RefreshRecord) -> Result<(), AuthRepoError> {
+        let mut state = self.lock()?;
+        if state.refresh.contains_key(&record.token_hash) {
+            return Err(AuthRepoError::Conflict("refresh token exists".into()));
+        }
+        state
+            .refresh
+            .insert(record.token_hash.clone(), record.clone());
+        Ok(())
+    }
+
+    async fn refresh(&self, token_hash: &str) -> Result<Option<RefreshRecord>, AuthRepoError> {
+        Ok(self.lock()?.refresh.get(token_hash).cloned())
+    }
+
+    async fn rotate_refresh(
+        &self,
+        old_hash: &str,
+        new: &RefreshRecord,
+        now: Millis,
+    ) -> Result<bool, AuthRepoError> {
+        let mut state = self.lock()?;
+        if state.refresh.contains_key(&new.token_hash) {
+            return Err(AuthRepoError::Conflict("refresh token exists".into()));
+        }
+        match state.refresh.get_mut(old_hash) {
+            Some(old) if old.rotated_at.is_none() && old.revoked_at.is_none() => {
+                old.rotated_at = Some(now);
+            }
+            _ => return Ok(false),
+        }
+        state.refresh.insert(new.token_hash.clone(), new.clone());
+        Ok(true)
+    }
+
+    async fn revoke_family(&self, family: &str, now: Millis) -> Result<(), AuthRepoError> {
+        let mut state = self.lock()?;
+        for record in state.refresh.values_mut() {
+            if record.family == family && record.revoked_at.is_none() {
+                record.revoked_at = Some(now);
+            }
+        }
+        Ok(())
+    }
+
+    async fn revoke_token(&self, token_hash: &str, now: Millis) -> Result<(), AuthRepoError> {
+        let mut state = self.lock()?;
+        if let Some(record) = state.refresh.get_mut(token_hash) {
+            record.revoked_at.get_or_insert(now);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,79 @@
+//! What the auth service needs from storage: users, the JWT signing key and
+//! refresh-token records. Adapters live in `bowchat-store`; `crate::memory`
+//! has an in-memory one for tests.
+
+use async_trait::async_trait;
+use bowchat_model::{Millis, UserId};
+
+use crate::tokens::SigningKey;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthRepoError {
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
+    #[error("conflict: {0}")]
+    Conflict(String),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+}
+
+/// A stored account. `email` is already normalised (trimmed, lowercase).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    pub id: UserId,
+    pub email: String,
+    pub display_name: String,
+    /// PHC string; `None` for accounts that only sign in through a social provider.
+    pub password_hash: Option<String>,
+    pub created_at: Millis,
+}
+
+/// One refresh token, known only by the hex SHA-256 of its value. Every token
+/// obtained by rotating another shares its `family` (one per login), so reuse
+/// of any member can revoke the whole chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefreshRecord {
+    pub token_hash: String,
+    pub family: String,
+    pub user_id: UserId,
+    pub created_at: Millis,
+    pub expires_at: Millis,
+    /// Set when the token was exchanged for its successor.
+    pub rotated_at: Option<Millis>,
+    pub revoked_at: Option<Millis>,
+}
+
+#[async_trait]
+pub trait AuthRepository: Send + Sync + 'static {
+    /// Creates an account; `Conflict` when the email is already used.
+    async fn create_user(
+        &self,
+        email: &str,
+        display_name: &str,
+        password_hash: Option<&str>,
+        now: Millis,
+    ) -> Result<User, AuthRepoError>;
+    async fn user_by_email(&self, email: &str) -> Result<Option<User>, AuthRepoError>;
+    async fn user(&self, id: UserId) -> Result<Option<User>, AuthRepoError>;
+    /// The existing users among `ids` (unknown ids are skipped; order unspecified).
+    async fn users(&self, ids: &[UserId]) -> Result<Vec<User>, AuthRepoError>;
+
+    /// The newest stored signing key, if any.
+    async fn signing_key(&self) -> Result<Option<SigningKey>, AuthRepoError>;
+    async fn store_signing_key(&self, key: &SigningKey, now: Millis) -> Result<(), AuthRepoError>;
+
+    async fn insert_refresh(&self, record: &RefreshRecord) -> Result<(), AuthRepoError>;
+    async fn refresh(&self, token_hash: &str) -> Result<Option<RefreshRecord>, AuthRepoError>;
+    /// Atomically marks `old_hash` rotated at `now` and inserts `new`, but only
+    /// when the old token is neither rotated nor revoked yet. Returns `false`
+    /// (and inserts nothing) otherwise, so of two concurrent uses only one wins.
+    async fn rotate_refresh(
+        &self,
+        old_hash: &str,
+        new: &RefreshRecord,
+        now: Millis,
+    ) -> Result<bool, AuthRepoError>;
+    /// Revokes every not yet revoked token of the family.
+    async fn revoke_family(&self, family: &str, now: Millis) -> Result<(), AuthRepoError>;
+    async fn revoke_token(&self, token_hash: &str, now: Millis) -> Result<(), AuthRepoError>;
+}

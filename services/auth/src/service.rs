@@ -1,0 +1,361 @@
+//! The auth service: registration, password login, refresh-token rotation with
+//! reuse detection, logout and access-token verification.
+//!
+//! Refresh tokens form families: a login starts one, every refresh rotates the
+//! presented token into a new one of the same family. Presenting a rotated
+//! token again means two parties hold the chain (one of them stole it), so the
+//! whole family is revoked and both must log in again.
+
+use std::sync::Arc;
+
+use bowchat_model::{now_millis, Millis, UserId};
+use serde::{Deserialize, Serialize};
+use tokio::sync::Semaphore;
+
+use crate::password::{hash_password, verify_password, PasswordPolicy};
+use crate::ports::{AuthRepoError, AuthRepository, RefreshRecord, User};
+use crate::tokens::{
+    decode_access, encode_access, hash_refresh_token, new_refresh_token, AccessClaims, SigningKey,
+    TokenConfig,
+};
+use crate::AuthError;
+
+/// RFC 5321 limit on a forward path, minus the angle brackets.
+const MAX_EMAIL_CHARS: usize = 254;
+const MAX_DISPLAY_NAME_CHARS: usize = 64;
+/// Our refresh tokens are 43 characters; anything much longer is not one and
+/// is rejected before hashing.
+const MAX_REFRESH_TOKEN_LEN: usize = 256;
+
+/// What a client may see of a user.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PublicUser {
+    pub id: UserId,
+    pub email: String,
+    pub display_name: String,
+}
+
+impl From<&User> for PublicUser {
+    fn from(u: &User) -> Self {
+        Self {
+            id: u.id,
+            email: u.email.clone(),
+            display_name: u.display_name.clone(),
+        }
+    }
+}
+
+/// The answer to register, login and refresh (OAuth2 token response shape, camelCase).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Session {
+    pub access_token: String,
+    /// Always "Bearer".
+    pub token_type: String,
+    /// Lifetime of the access token in seconds.
+    pub expires_in: u64,
+    pub refresh_token: String,
+    pub user: PublicUser,
+}
+
+pub struct AuthService {
+    repo: Arc<dyn AuthRepository>,
+    config: TokenConfig,
+    policy: PasswordPolicy,
+    key: SigningKey,
+    /// Hash of a random password under the current policy; logins for unknown
+    /// emails verify against it so they take as long as real ones.
+    dummy_hash: String,
+    /// Bounds concurrent argon2 runs: each takes `memory_kib` and a blocking
+    /// thread, so a login flood must queue instead of exhausting memory.
+    hash_slots: Arc<Semaphore>,
+}
+
+impl AuthService {
+    /// Loads the newest signing key from the repository, or creates and stores
+    /// one on first start (so restarts keep issued tokens valid).
+    pub async fn start(
+        repo: Arc<dyn AuthRepository>,
+        config: TokenConfig,
+        policy: PasswordPolicy,
+    ) -> Result<AuthService, AuthError> {
+        // Fails early on impossible argon2 parameters.
+        policy.hasher()?;
+        let key = match repo.signing_key().await? {
+            Some(key) => key,
+            None => {
+                let key = SigningKey::generate();
+                repo.store_signing_key(&key, now_millis()).await?;
+                tracing::info!(kid = %key.kid, "created a new access-token signing key");
+                key
+            }
+        };
+        let slots = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2)
+            .max(2);
+        let hash_slots = Arc::new(Semaphore::new(slots));
+        let dummy_secret = new_refresh_token();
+        let dummy_hash = run_blocking(&hash_slots, {
+            let policy = policy.clone();
+            move || hash_password(&policy, &dummy_secret)
+        })
+        .await??;
+        Ok(AuthService {
+            repo,
+            config,
+            policy,
+            key,
+            dummy_hash,
+            hash_slots,
+        })
+    }
+
+    pub fn config(&self) -> &TokenConfig {
+        &self.config
+    }
+
+    /// Creates an account with a password and opens a session for it.
+    /// `display_name` defaults to the local part of the email.
+    pub async fn register(
+        &self,
+        email: &str,
+        password: &str,
+        display_name: Option<&str>,
+    ) -> Result<Session, AuthError> {
+        let email = normalize_email(email)?;
+        let display_name = match display_name {
+            Some(name) => normalize_display_name(name)?,
+            None => default_display_name(&email),
+        };
+        self.policy.check(password)?;
+        let hash = self.hash(password).await?;
+        let user = match self
+            .repo
+            .create_user(&email, &display_name, Some(&hash), now_millis())
+            .await
+        {
+            Ok(user) => user,
+            Err(AuthRepoError::Conflict(_)) => return Err(AuthError::EmailTaken),
+            Err(e) => return Err(e.into()),
+        };
+        tracing::info!(user = user.id, "registered");
+        self.open_session(&user).await
+    }
+
+    /// Checks email and password and opens a session. Whether the email exists
+    /// is not revealed: every failure is `InvalidCredentials` after one argon2
+    /// verification.
+    pub async fn login(&self, email: &str, password: &str) -> Result<Session, AuthError> {
+        // Malformed input says nothing about which accounts exist, so it may
+        // fail fast; the length cap keeps argon2 input bounded.
+        let Ok(email) = normalize_email(email) else {
+            return Err(AuthError::InvalidCredentials);
+        };
+        if password.chars().count() > self.policy.max_len {
+            return Err(AuthError::InvalidCredentials);
+        }
+        let user = self.repo.user_by_email(&email).await?;
+        let stored = user.as_ref().and_then(|u| u.password_hash.clone());
+        let matches = {
+            let password = password.to_string();
+            let has_hash = stored.is_some();
+            let hash = stored.unwrap_or_else(|| self.dummy_hash.clone());
+            let ok =
+                run_blocking(&self.hash_slots, move || verify_password(&password, &hash)).await?;
+            ok && has_hash
+        };
+        match user {
+            Some(user) if matches => self.open_session(&user).await,
+            _ => Err(AuthError::InvalidCredentials),
+        }
+    }
+
+    /// Exchanges a refresh token for a new session and a new refresh token of
+    /// the same family; the presented token becomes rotated.
+    pub async fn refresh(&self, refresh_token: &str) -> Result<Session, AuthError> {
+        if refresh_token.is_empty() || refresh_token.len() > MAX_REFRESH_TOKEN_LEN {
+            return Err(AuthError::RefreshInvalid);
+        }
+        let hash = hash_refresh_token(refresh_token);
+        let now = now_millis();
+        let record = self
+            .repo
+            .refresh(&hash)
+            .await?
+            .ok_or(AuthError::RefreshInvalid)?;
+        if record.rotated_at.is_some() {
+            return Err(self.reuse_detected(&record, now).await);
+        }
+        if record.revoked_at.is_some() {
+            return Err(AuthError::RefreshInvalid);
+        }
+        if record.expires_at <= now {
+            return Err(AuthError::RefreshExpired);
+        }
+        let Some(user) = self.repo.user(record.user_id).await? else {
+            self.repo.revoke_family(&record.family, now).await?;
+            return Err(AuthError::RefreshInvalid);
+        };
+        let (token, next) = self.new_refresh(user.id, record.family.clone(), now);
+        if !self.repo.rotate_refresh(&hash, &next, now).await? {
+            // Another request rotated or revoked it between our read and our
+            // write: either way this use did not win.
+            return match self.repo.refresh(&hash).await? {
+                Some(current) if current.rotated_at.is_some() => {
+                    Err(self.reuse_detected(&current, now).await)
+                }
+                _ => Err(AuthError::RefreshInvalid),
+            };
+        }
+        self.session(&user, token)
+    }
+
+    /// Revokes the family of `refresh_token` (every device of that login
+    /// chain). Idempotent; an unknown token is not an error, so logout never
+    /// tells a caller whether a token existed.
+    pub async fn logout(&self, refresh_token: &str) -> Result<(), AuthError> {
+        if refresh_token.is_empty() || refresh_token.len() > MAX_REFRESH_TOKEN_LEN {
+            return Ok(());
+        }
+        let hash = hash_refresh_token(refresh_token);
+        if let Some(record) = self.repo.refresh(&hash).await? {
+            self.repo
+                .revoke_family(&record.family, now_millis())
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Verifies an access token (signature, `kid`, `alg`, `iss`, `aud`, `exp`).
+    /// Synchronous and cheap: call it on every request.
+    pub fn verify_access(&self, token: &str) -> Result<AccessClaims, AuthError> {
+        decode_access(token, std::slice::from_ref(&self.key), &self.config)
+    }
+
+    pub async fn user(&self, id: UserId) -> Result<Option<PublicUser>, AuthError> {
+        Ok(self.repo.user(id).await?.as_ref().map(PublicUser::from))
+    }
+
+    /// The existing users among `ids` (unknown ids are skipped).
+    pub async fn users(&self, ids: &[UserId]) -> Result<Vec<PublicUser>, AuthError> {
+        Ok(self
+            .repo
+            .users(ids)
+            .await?
+            .iter()
+            .map(PublicUser::from)
+            .collect())
+    }
+
+    async fn reuse_detected(&self, record: &RefreshRecord, now: Millis) -> AuthError {
+        tracing::warn!(user = record.user_id, family = %record.family, "refresh token reuse; revoking the family");
+        match self.repo.revoke_family(&record.family, now).await {
+            Ok(()) => AuthError::RefreshReused,
+            Err(e) => e.into(),
+        }
+    }
+
+    async fn hash(&self, password: &str) -> Result<String, AuthError> {
+        let policy = self.policy.clone();
+        let password = password.to_string();
+        run_blocking(&self.hash_slots, move || hash_password(&policy, &password)).await?
+    }
+
+    /// Starts a new refresh family for `user` and returns the session.
+    async fn open_session(&self, user: &User) -> Result<Session, AuthError> {
+        let family = uuid::Uuid::new_v4().to_string();
+        let (token, record) = self.new_refresh(user.id, family, now_millis());
+        self.repo.insert_refresh(&record).await?;
+        self.session(user, token)
+    }
+
+    fn new_refresh(&self, user: UserId, family: String, now: Millis) -> (String, RefreshRecord) {
+        let token = new_refresh_token();
+        let ttl_ms =
+            i64::try_from(self.config.refresh_ttl_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
+        let record = RefreshRecord {
+            token_hash: hash_refresh_token(&token),
+            family,
+            user_id: user,
+            created_at: now,
+            expires_at: now.saturating_add(ttl_ms),
+            rotated_at: None,
+            revoked_at: None,
+        };
+        (token, record)
+    }
+
+    fn session(&self, user: &User, refresh_token: String) -> Result<Session, AuthError> {
+        let claims = AccessClaims::new(
+            user.id,
+            &user.display_name,
+            &self.config,
+            now_millis() / 1000,
+        );
+        Ok(Session {
+            access_token: encode_access(&claims, &self.key)?,
+            token_type: "Bearer".to_string(),
+            expires_in: self.config.access_ttl_secs,
+            refresh_token,
+            user: PublicUser::from(user),
+        })
+    }
+}
+
+/// Runs CPU-heavy work on the blocking pool once a slot is free.
+async fn run_blocking<T: Send + 'static>(
+    slots: &Arc<Semaphore>,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, AuthError> {
+    let _permit = slots
+        .clone()
+        .acquire_owned()
+        .await
+        .map_err(|_| AuthError::Unavailable("password hashing is shut down".to_string()))?;
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| AuthError::Unavailable(format!("password hashing failed: {e}")))
+}
+
+/// Trims and lowercases; accepts exactly one '@' with non-empty parts, no
+/// whitespace or control characters, at most 254 characters. Deliverability
+/// is not checked here.
+pub(crate) fn normalize_email(email: &str) -> Result<String, AuthError> {
+    let email = email.trim().to_lowercase();
+    if email.is_empty() || email.chars().count() > MAX_EMAIL_CHARS {
+        return Err(AuthError::InvalidEmail);
+    }
+    if email.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(AuthError::InvalidEmail);
+    }
+    match email.split_once('@') {
+        Some((local, domain))
+            if !local.is_empty() && !domain.is_empty() && !domain.contains('@') =>
+        {
+            Ok(email)
+        }
+        _ => Err(AuthError::InvalidEmail),
+    }
+}
+
+/// Trims; 1 to 64 characters, no control characters.
+pub(crate) fn normalize_display_name(name: &str) -> Result<String, AuthError> {
+    let name = name.trim();
+    let len = name.chars().count();
+    if len == 0 || len > MAX_DISPLAY_NAME_CHARS || name.chars().any(char::is_control) {
+        return Err(AuthError::InvalidDisplayName);
+    }
+    Ok(name.to_string())
+}
+
+/// The local part of a normalised email, cut to the display-name limit.
+fn default_display_name(email: &str) -> String {
+    let local = email.split('@').next().unwrap_or(email);
+    local.chars().take(MAX_DISPLAY_NAME_CHARS).collect()
+}
+
+#[cfg(test)]
+#[path = "service_tests.rs"]
+mod tests;

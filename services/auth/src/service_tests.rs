@@ -1,0 +1,372 @@
+//! Service behaviour against the in-memory repository.
+
+use std::sync::Arc;
+
+use super::*;
+use crate::memory::InMemoryAuthRepository;
+
+async fn service_with(config: TokenConfig) -> (AuthService, Arc<InMemoryAuthRepository>) {
+    let repo = Arc::new(InMemoryAuthRepository::new());
+    let service = AuthService::start(repo.clone(), config, PasswordPolicy::fast_for_tests())
+        .await
+        .expect("start");
+    (service, repo)
+}
+
+async fn service() -> AuthService {
+    service_with(TokenConfig::default()).await.0
+}
+
+fn code<T: std::fmt::Debug>(r: Result<T, AuthError>) -> &'static str {
+    r.expect_err("expected an error").code()
+}
+
+#[tokio::test]
+async fn register_opens_a_session() {
+    let auth = service().await;
+    let session = auth
+        .register("  Ada@Example.COM ", "s3cret-pass", Some(" Ada L. "))
+        .await
+        .expect("register");
+    assert_eq!(session.token_type, "Bearer");
+    assert_eq!(session.expires_in, 900);
+    assert_eq!(session.user.email, "ada@example.com");
+    assert_eq!(session.user.display_name, "Ada L.");
+
+    let claims = auth
+        .verify_access(&session.access_token)
+        .expect("valid token");
+    assert_eq!(claims.sub, session.user.id);
+    assert_eq!(claims.name, "Ada L.");
+    assert_eq!(claims.exp - claims.iat, 900);
+
+    let json = serde_json::to_value(&session).expect("json");
+    for key in [
+        "accessToken",
+        "tokenType",
+        "expiresIn",
+        "refreshToken",
+        "user",
+    ] {
+        assert!(json.get(key).is_some(), "{key} missing in {json}");
+    }
+    assert!(json["user"].get("displayName").is_some());
+
+    assert_eq!(
+        auth.user(session.user.id).await.expect("user"),
+        Some(session.user.clone())
+    );
+    assert_eq!(auth.user(9999).await.expect("user"), None);
+    assert_eq!(
+        auth.users(&[session.user.id, 9999]).await.expect("users"),
+        vec![session.user]
+    );
+}
+
+#[tokio::test]
+async fn register_validates_input() {
+    let auth = service().await;
+    for email in [
+        "",
+        "   ",
+        "plain",
+        "@x.io",
+        "a@",
+        "a@b@c",
+        "a b@c.io",
+        "a@b\u{0}.io",
+    ] {
+        assert_eq!(
+            code(auth.register(email, "password123", None).await),
+            "INVALID_EMAIL",
+            "{email:?}"
+        );
+    }
+    let long = format!("{}@x.io", "a".repeat(250));
+    assert_eq!(
+        code(auth.register(&long, "password123", None).await),
+        "INVALID_EMAIL"
+    );
+    assert_eq!(
+        code(auth.register("a@x.io", "short", None).await),
+        "WEAK_PASSWORD"
+    );
+    assert_eq!(
+        code(auth.register("a@x.io", &"p".repeat(129), None).await),
+        "WEAK_PASSWORD"
+    );
+    for name in ["", "   ", "tab\there", &"n".repeat(65)] {
+        assert_eq!(
+            code(auth.register("a@x.io", "password123", Some(name)).await),
+            "INVALID_DISPLAY_NAME",
+            "{name:?}"
+        );
+    }
+    // Nothing was created by the failures above.
+    assert!(auth.register("a@x.io", "password123", None).await.is_ok());
+}
+
+#[tokio::test]
+async fn display_name_defaults_to_local_part() {
+    let auth = service().await;
+    let session = auth
+        .register("Grace.Hopper@navy.mil", "password123", None)
+        .await
+        .expect("register");
+    assert_eq!(session.user.display_name, "grace.hopper");
+}
+
+#[tokio::test]
+async fn duplicate_email_is_taken_regardless_of_case() {
+    let auth = service().await;
+    auth.register("ada@example.com", "password123", None)
+        .await
+        .expect("register");
+    let again = auth
+        .register(" ADA@example.com", "other-password", None)
+        .await;
+    assert_eq!(again.as_ref().map_err(AuthError::status).err(), Some(409));
+    assert_eq!(code(again), "EMAIL_TAKEN");
+}
+
+#[tokio::test]
+async fn login_checks_the_password_without_revealing_accounts() {
+    let (auth, repo) = service_with(TokenConfig::default()).await;
+    let registered = auth
+        .register("ada@example.com", "password123", None)
+        .await
+        .expect("register");
+
+    let session = auth
+        .login(" ADA@example.com ", "password123")
+        .await
+        .expect("login");
+    assert_eq!(session.user, registered.user);
+    assert_ne!(session.refresh_token, registered.refresh_token);
+    assert!(auth.verify_access(&session.access_token).is_ok());
+
+    let wrong = auth.login("ada@example.com", "password124").await;
+    let unknown = auth.login("nobody@example.com", "password123").await;
+    assert_eq!(code(wrong), "INVALID_CREDENTIALS");
+    assert_eq!(code(unknown), "INVALID_CREDENTIALS");
+    assert_eq!(
+        code(auth.login("not-an-email", "password123").await),
+        "INVALID_CREDENTIALS"
+    );
+    assert_eq!(
+        code(auth.login("ada@example.com", "").await),
+        "INVALID_CREDENTIALS"
+    );
+    assert_eq!(
+        code(auth.login("ada@example.com", &"p".repeat(10_000)).await),
+        "INVALID_CREDENTIALS"
+    );
+
+    // A social-only account (no password hash) cannot log in with any password.
+    repo.create_user("social@example.com", "S", None, 0)
+        .await
+        .expect("create");
+    assert_eq!(
+        code(auth.login("social@example.com", "password123").await),
+        "INVALID_CREDENTIALS"
+    );
+}
+
+#[tokio::test]
+async fn refresh_rotates_the_token() {
+    let (auth, repo) = service_with(TokenConfig::default()).await;
+    let first = auth
+        .register("ada@example.com", "password123", None)
+        .await
+        .expect("register");
+
+    let second = auth.refresh(&first.refresh_token).await.expect("refresh");
+    assert_ne!(second.refresh_token, first.refresh_token);
+    assert_eq!(second.user, first.user);
+    assert!(auth.verify_access(&second.access_token).is_ok());
+
+    let old = repo
+        .refresh(&hash_refresh_token(&first.refresh_token))
+        .await
+        .expect("read")
+        .expect("old");
+    let new = repo
+        .refresh(&hash_refresh_token(&second.refresh_token))
+        .await
+        .expect("read")
+        .expect("new");
+    assert!(old.rotated_at.is_some() && old.revoked_at.is_none());
+    assert_eq!(new.family, old.family);
+    assert!(new.rotated_at.is_none() && new.revoked_at.is_none());
+
+    let third = auth
+        .refresh(&second.refresh_token)
+        .await
+        .expect("refresh again");
+    assert!(auth.refresh(&third.refresh_token).await.is_ok());
+}
+
+#[tokio::test]
+async fn reuse_revokes_the_whole_family() {
+    let auth = service().await;
+    let first = auth
+        .register("ada@example.com", "password123", None)
+        .await
+        .expect("register");
+    let other_device = auth
+        .login("ada@example.com", "password123")
+        .await
+        .expect("login");
+    let second = auth.refresh(&first.refresh_token).await.expect("refresh");
+    let third = auth.refresh(&second.refresh_token).await.expect("refresh");
+
+    // The stolen first token comes back.
+    assert_eq!(
+        code(auth.refresh(&first.refresh_token).await),
+        "REFRESH_REUSED"
+    );
+    // The legitimate newest token of that family is dead too.
+    assert_eq!(
+        code(auth.refresh(&third.refresh_token).await),
+        "REFRESH_INVALID"
+    );
+    assert_eq!(
+        code(auth.refresh(&second.refresh_token).await),
+        "REFRESH_REUSED"
+    );
+    // Another login (another family) is untouched.
+    assert!(auth.refresh(&other_device.refresh_token).await.is_ok());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_use_of_one_token_has_one_winner() {
+    let auth = Arc::new(service().await);
+    let first = auth
+        .register("ada@example.com", "password123", None)
+        .await
+        .expect("register");
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let auth = auth.clone();
+            let token = first.refresh_token.clone();
+            tokio::spawn(async move { auth.refresh(&token).await })
+        })
+        .collect();
+    let mut ok = 0;
+    for task in tasks {
+        match task.await.expect("join") {
+            Ok(_) => ok += 1,
+            Err(e) => assert!(
+                matches!(e, AuthError::RefreshReused | AuthError::RefreshInvalid),
+                "{e:?}"
+            ),
+        }
+    }
+    assert_eq!(ok, 1);
+}
+
+#[tokio::test]
+async fn expired_refresh_token_is_refused() {
+    let config = TokenConfig {
+        refresh_ttl_secs: 0,
+        ..TokenConfig::default()
+    };
+    let (auth, _) = service_with(config).await;
+    let session = auth
+        .register("ada@example.com", "password123", None)
+        .await
+        .expect("register");
+    let refused = auth.refresh(&session.refresh_token).await;
+    assert_eq!(refused.as_ref().map_err(AuthError::status).err(), Some(401));
+    assert_eq!(code(refused), "REFRESH_EXPIRED");
+}
+
+#[tokio::test]
+async fn unknown_refresh_tokens_are_invalid() {
+    let auth = service().await;
+    for token in ["", "nope", &new_refresh_token(), &"x".repeat(100_000)] {
+        assert_eq!(code(auth.refresh(token).await), "REFRESH_INVALID");
+    }
+}
+
+#[tokio::test]
+async fn logout_revokes_and_is_idempotent() {
+    let auth = service().await;
+    let first = auth
+        .register("ada@example.com", "password123", None)
+        .await
+        .expect("register");
+    let second = auth.refresh(&first.refresh_token).await.expect("refresh");
+
+    auth.logout(&second.refresh_token).await.expect("logout");
+    assert_eq!(
+        code(auth.refresh(&second.refresh_token).await),
+        "REFRESH_INVALID"
+    );
+    auth.logout(&second.refresh_token)
+        .await
+        .expect("logout again");
+    auth.logout("never-issued").await.expect("unknown token");
+    auth.logout("").await.expect("empty token");
+
+    // Logging out from the newest token also retires older ones of the chain.
+    let fresh = auth
+        .login("ada@example.com", "password123")
+        .await
+        .expect("login");
+    auth.logout(&fresh.refresh_token).await.expect("logout");
+    assert!(auth.refresh(&fresh.refresh_token).await.is_err());
+}
+
+#[tokio::test]
+async fn signing_key_survives_a_restart() {
+    let (first, repo) = service_with(TokenConfig::default()).await;
+    let session = first
+        .register("ada@example.com", "password123", None)
+        .await
+        .expect("register");
+    let restarted = AuthService::start(
+        repo,
+        TokenConfig::default(),
+        PasswordPolicy::fast_for_tests(),
+    )
+    .await
+    .expect("restart");
+    assert_eq!(
+        restarted
+            .verify_access(&session.access_token)
+            .map(|c| c.sub),
+        Ok(session.user.id)
+    );
+
+    // A service with its own key (another database) does not accept it.
+    let stranger = service().await;
+    assert_eq!(
+        code(stranger.verify_access(&session.access_token)),
+        "TOKEN_INVALID"
+    );
+}
+
+#[tokio::test]
+async fn start_rejects_impossible_argon2_parameters() {
+    let repo = Arc::new(InMemoryAuthRepository::new());
+    let policy = PasswordPolicy {
+        memory_kib: 0,
+        ..PasswordPolicy::default()
+    };
+    let started = AuthService::start(repo, TokenConfig::default(), policy).await;
+    assert_eq!(started.err().map(|e| e.code()), Some("UNAVAILABLE"));
+}
+
+#[test]
+fn email_normalisation() {
+    assert_eq!(
+        normalize_email(" A.B+tag@Sub.Example.ORG\n"),
+        Ok("a.b+tag@sub.example.org".into())
+    );
+    assert_eq!(
+        normalize_email(&format!("{}@x.io", "a".repeat(249))).map(|e| e.len()),
+        Ok(254)
+    );
+    assert!(normalize_email(&format!("{}@x.io", "a".repeat(250))).is_err());
+}

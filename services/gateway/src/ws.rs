@@ -1,0 +1,172 @@
+//! `/ws`: authentication at upgrade, limits, and the per-connection loop.
+//!
+//! One task per connection owns the socket: it reads client frames, writes
+//! server frames queued by the hub, and sends heartbeats. Nothing a client sends
+//! can end another client's connection or the process; a bad frame costs the
+//! sender an `ERROR` frame and nothing else.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use bowchat_auth::AccessClaims;
+use serde::Deserialize;
+use tokio::sync::mpsc;
+
+use crate::frames::{self, ServerFrame};
+use crate::hub::Outbound;
+use crate::limits::ConnectionPermit;
+use crate::metrics::metrics;
+use crate::ws_session::Session;
+use crate::{ApiError, AppState, Params};
+
+#[derive(Deserialize)]
+pub struct WsQuery {
+    access_token: Option<String>,
+}
+
+pub async fn upgrade(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Params(query): Params<WsQuery>,
+    ws: WebSocketUpgrade,
+) -> Response {
+    let token = query.access_token.or_else(|| {
+        headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::to_string)
+    });
+    let Some(token) = token else {
+        return ApiError::unauthorized(
+            "AUTH_REQUIRED",
+            "pass ?access_token=<jwt> or Authorization: Bearer",
+        )
+        .into_response();
+    };
+    let claims = match state.auth.verify_access(&token) {
+        Ok(claims) => claims,
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    let Some(permit) = state.connections.acquire(peer.ip()) else {
+        return ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "TOO_MANY_CONNECTIONS",
+            "connection limit reached",
+        )
+        .into_response();
+    };
+    let cap = state
+        .config
+        .max_transport_frame_bytes
+        .max(state.config.max_frame_bytes);
+    ws.max_message_size(cap)
+        .max_frame_size(cap)
+        .on_upgrade(move |socket| run(state, socket, claims, permit))
+}
+
+async fn run(
+    state: AppState,
+    mut socket: WebSocket,
+    claims: AccessClaims,
+    _permit: ConnectionPermit,
+) {
+    let (tx, mut rx) = mpsc::channel::<Outbound>(state.config.outbound_queue.max(16));
+    let conn_id = state.hub.register(claims.sub, tx);
+    let mut session = Session::new(state.clone(), conn_id, claims);
+    let heartbeat = Duration::from_secs(state.config.ping_interval_secs.max(1));
+    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + heartbeat, heartbeat);
+    let mut last_seen = Instant::now();
+
+    let welcome = session.welcome();
+    if send(&mut socket, &welcome).await.is_err() {
+        state.hub.unregister(conn_id);
+        return;
+    }
+    loop {
+        tokio::select! {
+            incoming = socket.recv() => {
+                let Some(Ok(message)) = incoming else { break };
+                last_seen = Instant::now();
+                let replies = match message {
+                    Message::Text(text) => {
+                        if text.len() > state.config.max_frame_bytes {
+                            metrics().frames_in.with_label_values(&["TOO_LARGE"]).inc();
+                            vec![ServerFrame::error(
+                                "FRAME_TOO_LARGE",
+                                format!("frames are limited to {} bytes", state.config.max_frame_bytes),
+                                None,
+                            )]
+                        } else {
+                            match frames::parse(text.as_str()) {
+                                Ok(frame) => session.handle(frame).await,
+                                Err(e) => {
+                                    metrics().frames_in.with_label_values(&["INVALID"]).inc();
+                                    vec![ServerFrame::error(e.code, e.message, e.request_id)]
+                                }
+                            }
+                        }
+                    }
+                    Message::Binary(_) => {
+                        metrics().frames_in.with_label_values(&["BINARY"]).inc();
+                        vec![ServerFrame::error("BINARY_NOT_SUPPORTED", "send JSON text frames", None)]
+                    }
+                    Message::Close(_) => break,
+                    Message::Ping(_) | Message::Pong(_) => Vec::new(),
+                };
+                let mut failed = false;
+                for reply in replies {
+                    if send(&mut socket, &reply).await.is_err() {
+                        failed = true;
+                        break;
+                    }
+                }
+                if failed || session.must_close() {
+                    break;
+                }
+            }
+            queued = rx.recv() => {
+                // None: the hub dropped this connection (queue overflow).
+                let Some(out) = queued else {
+                    let _ = socket.send(Message::Close(Some(CloseFrame { code: 1013, reason: "too slow".into() }))).await;
+                    break;
+                };
+                let mut failed = false;
+                for text in session.deliver(out).await {
+                    if socket.send(Message::Text(text.into())).await.is_err() {
+                        failed = true;
+                        break;
+                    }
+                }
+                if failed { break; }
+            }
+            _ = ticker.tick() => {
+                if session.expired_beyond_grace() {
+                    let _ = send(&mut socket, &ServerFrame::error("TOKEN_EXPIRED", "access token expired; reconnect", None)).await;
+                    let _ = socket.send(Message::Close(Some(CloseFrame { code: 4001, reason: "token expired".into() }))).await;
+                    break;
+                }
+                if last_seen.elapsed() > heartbeat * 3 {
+                    break;
+                }
+                if socket.send(Message::Ping(Vec::new().into())).await.is_err() {
+                    break;
+                }
+            }
+        }
+    }
+    session.close();
+}
+
+async fn send(socket: &mut WebSocket, frame: &ServerFrame) -> Result<(), axum::Error> {
+    metrics()
+        .frames_out
+        .with_label_values(&[frame.kind()])
+        .inc();
+    socket.send(Message::Text(frame.to_text().into())).await
+}

@@ -1,0 +1,662 @@
+//! The protocol state of one WebSocket connection: who it is, what it watches,
+//! and how each client frame turns into bus commands or direct replies.
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use bowchat_auction::messages::{Action, AuctionCommand};
+use bowchat_auction::AuctionView;
+use bowchat_auth::AccessClaims;
+use bowchat_bus::topics;
+use bowchat_chat::messages::{ChatAction, ChatCommand};
+use bowchat_model::{now_millis, AuctionId, Origin, PageQuery, RoomId, UserId};
+use bytes::Bytes;
+use serde_json::Number;
+
+use crate::frames::{amount, ClientFrame, ServerFrame};
+use crate::hub::Outbound;
+use crate::metrics::metrics;
+use crate::AppState;
+
+/// After expiry, a connection may still re-authenticate for this long.
+const EXPIRY_GRACE_SECS: i64 = 60;
+/// Bids awaiting their result, per connection.
+const MAX_IN_FLIGHT: usize = 1024;
+
+pub struct Session {
+    state: AppState,
+    conn_id: u64,
+    user: UserId,
+    expires_at: i64,
+    /// Watched auctions and the last price-step count sent for each.
+    auctions: HashMap<AuctionId, i64>,
+    /// Watched rooms and the last message seq sent for each.
+    rooms: HashMap<RoomId, i64>,
+    in_flight: HashMap<String, Instant>,
+    close: bool,
+}
+
+fn err(code: &str, message: impl Into<String>, request_id: &Option<String>) -> Vec<ServerFrame> {
+    vec![ServerFrame::error(code, message, request_id.clone())]
+}
+
+impl Session {
+    pub fn new(state: AppState, conn_id: u64, claims: AccessClaims) -> Self {
+        Self {
+            state,
+            conn_id,
+            user: claims.sub,
+            expires_at: claims.exp,
+            auctions: HashMap::new(),
+            rooms: HashMap::new(),
+            in_flight: HashMap::new(),
+            close: false,
+        }
+    }
+
+    pub fn welcome(&self) -> ServerFrame {
+        ServerFrame::Welcome {
+            conn_id: self.conn_id,
+            user_id: self.user,
+            expires_at: self.expires_at,
+            heartbeat_secs: self.state.config.ping_interval_secs,
+        }
+    }
+
+    pub fn must_close(&self) -> bool {
+        self.close
+    }
+
+    fn expired(&self) -> bool {
+        now_millis() / 1000 >= self.expires_at
+    }
+
+    pub fn expired_beyond_grace(&self) -> bool {
+        now_millis() / 1000 >= self.expires_at + EXPIRY_GRACE_SECS
+    }
+
+    pub fn close(&mut self) {
+        self.state.hub.unregister(self.conn_id);
+    }
+
+    fn origin(&self, request_id: String) -> Origin {
+        Origin {
+            gateway: self.state.hub.gateway_id.clone(),
+            conn: self.conn_id,
+            request_id,
+        }
+    }
+
+    pub async fn handle(&mut self, frame: ClientFrame) -> Vec<ServerFrame> {
+        let kind = frame_kind(&frame);
+        metrics().frames_in.with_label_values(&[kind]).inc();
+        match frame {
+            ClientFrame::Auth { token, request_id } => self.reauth(&token, request_id),
+            ClientFrame::Ping { request_id } => vec![ServerFrame::Pong {
+                request_id,
+                server_time: now_millis(),
+            }],
+            _ if self.expired() => err(
+                "TOKEN_EXPIRED",
+                "access token expired; send AUTH with a fresh token",
+                &request_id_of(&frame),
+            ),
+            ClientFrame::Subscribe {
+                auction_id,
+                room_id,
+                since,
+                request_id,
+            } => match (auction_id, room_id) {
+                (Some(auction), None) => self.subscribe_auction(auction, since, request_id).await,
+                (None, Some(room)) => self.subscribe_room(room, since, request_id).await,
+                _ => err(
+                    "INVALID_FRAME",
+                    "SUBSCRIBE needs exactly one of auctionId, roomId",
+                    &request_id,
+                ),
+            },
+            ClientFrame::Unsubscribe {
+                auction_id,
+                room_id,
+                request_id,
+            } => self.unsubscribe(auction_id, room_id, request_id),
+            ClientFrame::AuctionBid {
+                request_id,
+                auction_id,
+                amount,
+                currency,
+            } => {
+                self.bid(request_id, auction_id, &amount, currency, false)
+                    .await
+            }
+            ClientFrame::AuctionMaxBid {
+                request_id,
+                auction_id,
+                max,
+                currency,
+            } => self.bid(request_id, auction_id, &max, currency, true).await,
+            ClientFrame::ChatSend {
+                room_id,
+                client_msg_id,
+                body,
+                request_id,
+            } => {
+                self.chat_send(room_id, client_msg_id, body, request_id)
+                    .await
+            }
+            ClientFrame::ChatRead {
+                room_id,
+                seq,
+                request_id,
+            } => {
+                if !self.state.rate.allow(self.user) {
+                    return err("RATE_LIMITED", "too many commands, slow down", &request_id);
+                }
+                if seq < 0 {
+                    return err("INVALID_FRAME", "seq must not be negative", &request_id);
+                }
+                let rid = request_id
+                    .clone()
+                    .unwrap_or_else(|| format!("read-{}", uuid::Uuid::new_v4()));
+                self.publish_chat(room_id, ChatAction::Read { seq }, rid, &request_id)
+                    .await
+            }
+            ClientFrame::Typing {
+                room_id,
+                request_id,
+            } => {
+                if !self.rooms.contains_key(&room_id) {
+                    return err("NOT_SUBSCRIBED", "subscribe to the room first", &request_id);
+                }
+                if !self.state.rate.allow(self.user) {
+                    return err("RATE_LIMITED", "too many commands, slow down", &request_id);
+                }
+                let frame = ServerFrame::Typing {
+                    room_id,
+                    user_id: self.user,
+                };
+                self.state.hub.to_room(room_id, Some(self.conn_id), &frame);
+                Vec::new()
+            }
+            ClientFrame::Presence {
+                room_id,
+                request_id,
+            } => {
+                if !self.rooms.contains_key(&room_id) {
+                    return err("NOT_SUBSCRIBED", "subscribe to the room first", &request_id);
+                }
+                let user_ids = self.state.hub.online_in_room(room_id);
+                vec![ServerFrame::PresenceList {
+                    request_id,
+                    room_id,
+                    user_ids,
+                }]
+            }
+        }
+    }
+
+    fn reauth(&mut self, token: &str, request_id: Option<String>) -> Vec<ServerFrame> {
+        match self.state.auth.verify_access(token) {
+            Ok(claims) if claims.sub == self.user => {
+                self.expires_at = claims.exp;
+                vec![ServerFrame::AuthOk {
+                    request_id,
+                    user_id: self.user,
+                    expires_at: claims.exp,
+                }]
+            }
+            Ok(_) => err(
+                "AUTH_USER_MISMATCH",
+                "a connection cannot change its user",
+                &request_id,
+            ),
+            Err(e) => err(e.code(), e.to_string(), &request_id),
+        }
+    }
+
+    fn subscription_room_left(&self, request_id: &Option<String>) -> Option<Vec<ServerFrame>> {
+        (self.auctions.len() + self.rooms.len() >= self.state.config.max_subscriptions).then(|| {
+            err(
+                "TOO_MANY_SUBSCRIPTIONS",
+                format!(
+                    "at most {} subscriptions per connection",
+                    self.state.config.max_subscriptions
+                ),
+                request_id,
+            )
+        })
+    }
+
+    async fn subscribe_auction(
+        &mut self,
+        id: AuctionId,
+        since: Option<i64>,
+        request_id: Option<String>,
+    ) -> Vec<ServerFrame> {
+        if !self.auctions.contains_key(&id) {
+            if let Some(refused) = self.subscription_room_left(&request_id) {
+                return refused;
+            }
+        }
+        // Watch first, then read: anything committed after the read arrives live,
+        // anything before is in the read, and `deliver` drops the overlap.
+        self.state.hub.watch_auction(id, self.conn_id);
+        let record = match self.state.auctions.get(id).await {
+            Ok(Some(record)) => record,
+            Ok(None) => {
+                self.state.hub.unwatch_auction(id, self.conn_id);
+                return err("NOT_FOUND", "no such auction", &request_id);
+            }
+            Err(e) => {
+                self.state.hub.unwatch_auction(id, self.conn_id);
+                tracing::error!(error = %e, "subscribe: cannot read auction");
+                return err("UNAVAILABLE", "storage unavailable, retry", &request_id);
+            }
+        };
+        let view = AuctionView::of(&record);
+        let mut truncated = false;
+        let steps = match since {
+            Some(since) if since < view.step_count => {
+                let max = self.state.config.max_replay;
+                let page = PageQuery {
+                    after: Some(since),
+                    before: None,
+                    limit: Some(max),
+                };
+                match self.state.auctions.steps(id, page, max).await {
+                    Ok(steps) => {
+                        truncated = steps.last().is_some_and(|s| s.seq < view.step_count);
+                        steps
+                    }
+                    Err(_) => return err("UNAVAILABLE", "storage unavailable, retry", &request_id),
+                }
+            }
+            _ => Vec::new(),
+        };
+        let seq = view.step_count;
+        self.auctions.insert(id, seq);
+        vec![
+            ServerFrame::AuctionUpdate {
+                auction: view,
+                steps,
+            },
+            ServerFrame::Subscribed {
+                request_id,
+                auction_id: Some(id),
+                room_id: None,
+                seq,
+                truncated,
+            },
+        ]
+    }
+
+    async fn subscribe_room(
+        &mut self,
+        id: RoomId,
+        since: Option<i64>,
+        request_id: Option<String>,
+    ) -> Vec<ServerFrame> {
+        if !self.rooms.contains_key(&id) {
+            if let Some(refused) = self.subscription_room_left(&request_id) {
+                return refused;
+            }
+        }
+        let room = match self.state.chat.get_room(id).await {
+            Ok(Some(room)) => room,
+            Ok(None) => return err("NOT_FOUND", "no such room", &request_id),
+            Err(_) => return err("UNAVAILABLE", "storage unavailable, retry", &request_id),
+        };
+        if !room.kind.is_public() {
+            match self.state.chat.member(id, self.user).await {
+                Ok(Some(_)) => {}
+                Ok(None) => {
+                    return err(
+                        "NOT_A_MEMBER",
+                        "only members can read this room",
+                        &request_id,
+                    )
+                }
+                Err(_) => return err("UNAVAILABLE", "storage unavailable, retry", &request_id),
+            }
+        }
+        let first = self.state.hub.watch_room(id, self.conn_id, self.user);
+        let last_seq = match self.state.chat.get_room(id).await {
+            Ok(Some(room)) => room.last_seq,
+            _ => room.last_seq,
+        };
+        let mut out = Vec::new();
+        let mut sent = last_seq;
+        let mut truncated = false;
+        if let Some(since) = since.filter(|s| *s < last_seq) {
+            let since = since.max(0);
+            let max = self.state.config.max_replay;
+            let page = PageQuery {
+                after: Some(since),
+                before: None,
+                limit: Some(max),
+            };
+            match self.state.chat.history(id, page, max).await {
+                Ok(messages) => {
+                    sent = messages.last().map(|m| m.seq).unwrap_or(since);
+                    truncated = sent < last_seq;
+                    out.extend(
+                        messages
+                            .into_iter()
+                            .map(|message| ServerFrame::ChatMessage { message }),
+                    );
+                }
+                Err(_) => {
+                    self.state.hub.unwatch_room(id, self.conn_id);
+                    return err("UNAVAILABLE", "storage unavailable, retry", &request_id);
+                }
+            }
+        }
+        // After a cut-short replay, the next live message fills the gap (up to
+        // `max_replay` again); the client pages anything older over REST.
+        self.rooms.insert(id, sent);
+        if first {
+            let presence = ServerFrame::Presence {
+                room_id: id,
+                user_id: self.user,
+                online: true,
+            };
+            self.state.hub.to_room(id, Some(self.conn_id), &presence);
+        }
+        out.push(ServerFrame::Subscribed {
+            request_id,
+            auction_id: None,
+            room_id: Some(id),
+            seq: last_seq,
+            truncated,
+        });
+        out
+    }
+
+    fn unsubscribe(
+        &mut self,
+        auction: Option<AuctionId>,
+        room: Option<RoomId>,
+        request_id: Option<String>,
+    ) -> Vec<ServerFrame> {
+        match (auction, room) {
+            (Some(id), None) => {
+                self.auctions.remove(&id);
+                self.state.hub.unwatch_auction(id, self.conn_id);
+            }
+            (None, Some(id)) => {
+                self.rooms.remove(&id);
+                if let Some((user, true)) = self.state.hub.unwatch_room(id, self.conn_id) {
+                    let presence = ServerFrame::Presence {
+                        room_id: id,
+                        user_id: user,
+                        online: false,
+                    };
+                    self.state.hub.to_room(id, None, &presence);
+                }
+            }
+            _ => {
+                return err(
+                    "INVALID_FRAME",
+                    "UNSUBSCRIBE needs exactly one of auctionId, roomId",
+                    &request_id,
+                )
+            }
+        }
+        vec![ServerFrame::Unsubscribed {
+            request_id,
+            auction_id: auction,
+            room_id: room,
+        }]
+    }
+
+    async fn bid(
+        &mut self,
+        request_id: String,
+        auction_id: AuctionId,
+        value: &Number,
+        currency: Option<String>,
+        max: bool,
+    ) -> Vec<ServerFrame> {
+        let rid = Some(request_id.clone());
+        if request_id.is_empty() || request_id.len() > 128 {
+            return err(
+                "INVALID_REQUEST_ID",
+                "requestId must be 1 to 128 characters",
+                &rid,
+            );
+        }
+        let Some(amount) = amount(value) else {
+            return err(
+                "INVALID_AMOUNT",
+                "amounts are positive integers of minor units, at most 10^15",
+                &rid,
+            );
+        };
+        if !self.state.rate.allow(self.user) {
+            return err("RATE_LIMITED", "too many commands, slow down", &rid);
+        }
+        if self.in_flight.len() >= MAX_IN_FLIGHT {
+            return err(
+                "TOO_MANY_PENDING",
+                "wait for results before sending more bids",
+                &rid,
+            );
+        }
+        let action = if max {
+            Action::MaxBid {
+                max: amount,
+                currency,
+            }
+        } else {
+            Action::Bid { amount, currency }
+        };
+        let command = AuctionCommand {
+            auction_id,
+            user_id: self.user,
+            origin: self.origin(request_id.clone()),
+            action,
+        };
+        let payload = match serde_json::to_vec(&command) {
+            Ok(p) => p,
+            Err(e) => return err("INTERNAL", e.to_string(), &rid),
+        };
+        self.in_flight.insert(request_id.clone(), Instant::now());
+        if let Err(e) = self
+            .state
+            .bus
+            .publish(
+                topics::AUCTION_BID,
+                &auction_id.to_string(),
+                Bytes::from(payload),
+            )
+            .await
+        {
+            self.in_flight.remove(&request_id);
+            tracing::error!(error = %e, "cannot publish a bid");
+            return err("UNAVAILABLE", "cannot take bids right now, retry", &rid);
+        }
+        Vec::new()
+    }
+
+    async fn chat_send(
+        &mut self,
+        room_id: RoomId,
+        client_msg_id: String,
+        body: String,
+        request_id: Option<String>,
+    ) -> Vec<ServerFrame> {
+        if client_msg_id.is_empty() || client_msg_id.len() > 128 {
+            return err(
+                "INVALID_CLIENT_MSG_ID",
+                "clientMsgId must be 1 to 128 characters",
+                &request_id,
+            );
+        }
+        let limit = self.state.config.max_message_chars;
+        if body.chars().count() > limit {
+            return err(
+                "MESSAGE_TOO_LONG",
+                format!("messages are limited to {limit} characters"),
+                &request_id,
+            );
+        }
+        if body.trim().is_empty() {
+            return err("EMPTY_MESSAGE", "a message needs some text", &request_id);
+        }
+        if !self.state.rate.allow(self.user) {
+            return err("RATE_LIMITED", "too many commands, slow down", &request_id);
+        }
+        let rid = request_id.clone().unwrap_or_else(|| client_msg_id.clone());
+        self.publish_chat(
+            room_id,
+            ChatAction::Send {
+                client_msg_id,
+                body,
+            },
+            rid,
+            &request_id,
+        )
+        .await
+    }
+
+    async fn publish_chat(
+        &self,
+        room_id: RoomId,
+        action: ChatAction,
+        rid: String,
+        request_id: &Option<String>,
+    ) -> Vec<ServerFrame> {
+        let command = ChatCommand {
+            room_id,
+            user_id: self.user,
+            origin: self.origin(rid),
+            action,
+        };
+        let payload = match serde_json::to_vec(&command) {
+            Ok(p) => p,
+            Err(e) => return err("INTERNAL", e.to_string(), request_id),
+        };
+        if let Err(e) = self
+            .state
+            .bus
+            .publish(
+                topics::CHAT_MESSAGE,
+                &room_id.to_string(),
+                Bytes::from(payload),
+            )
+            .await
+        {
+            tracing::error!(error = %e, "cannot publish a chat command");
+            return err(
+                "UNAVAILABLE",
+                "cannot take messages right now, retry",
+                request_id,
+            );
+        }
+        Vec::new()
+    }
+
+    /// Turns a queued item into the texts to write, dropping what this
+    /// connection already has and filling a gap in a room's sequence.
+    pub async fn deliver(&mut self, out: Outbound) -> Vec<String> {
+        match out {
+            Outbound::Frame { kind, text } => {
+                metrics().frames_out.with_label_values(&[kind]).inc();
+                vec![text.to_string()]
+            }
+            Outbound::BidResult { request_id, text } => {
+                if let Some(started) = self.in_flight.remove(&request_id) {
+                    metrics()
+                        .bid_latency
+                        .observe(started.elapsed().as_secs_f64());
+                }
+                metrics()
+                    .frames_out
+                    .with_label_values(&["BID_RESULT"])
+                    .inc();
+                vec![text.to_string()]
+            }
+            Outbound::AuctionUpdate {
+                auction_id,
+                step_count,
+                text,
+            } => {
+                let Some(known) = self.auctions.get_mut(&auction_id) else {
+                    return Vec::new();
+                };
+                if step_count < *known {
+                    return Vec::new();
+                }
+                *known = step_count;
+                metrics()
+                    .frames_out
+                    .with_label_values(&["AUCTION_UPDATE"])
+                    .inc();
+                vec![text.to_string()]
+            }
+            Outbound::ChatMessage { room_id, seq, text } => {
+                let Some(&last) = self.rooms.get(&room_id) else {
+                    return Vec::new();
+                };
+                if seq <= last {
+                    return Vec::new();
+                }
+                let mut texts = Vec::new();
+                if seq > last + 1 {
+                    let missing = (seq - last - 1).min(self.state.config.max_replay as i64) as u32;
+                    let page = PageQuery {
+                        after: Some(last),
+                        before: Some(seq),
+                        limit: Some(missing),
+                    };
+                    if let Ok(messages) =
+                        self.state.chat.history(room_id, page, missing.max(1)).await
+                    {
+                        texts.extend(
+                            messages
+                                .into_iter()
+                                .map(|m| ServerFrame::ChatMessage { message: m }.to_text()),
+                        );
+                    }
+                }
+                texts.push(text.to_string());
+                self.rooms.insert(room_id, seq);
+                metrics()
+                    .frames_out
+                    .with_label_values(&["CHAT_MESSAGE"])
+                    .inc_by(texts.len() as u64);
+                texts
+            }
+        }
+    }
+}
+
+fn request_id_of(frame: &ClientFrame) -> Option<String> {
+    match frame {
+        ClientFrame::AuctionBid { request_id, .. }
+        | ClientFrame::AuctionMaxBid { request_id, .. } => Some(request_id.clone()),
+        ClientFrame::Auth { request_id, .. }
+        | ClientFrame::Subscribe { request_id, .. }
+        | ClientFrame::Unsubscribe { request_id, .. }
+        | ClientFrame::ChatSend { request_id, .. }
+        | ClientFrame::ChatRead { request_id, .. }
+        | ClientFrame::Typing { request_id, .. }
+        | ClientFrame::Ping { request_id }
+        | ClientFrame::Presence { request_id, .. } => request_id.clone(),
+    }
+}
+
+fn frame_kind(frame: &ClientFrame) -> &'static str {
+    match frame {
+        ClientFrame::Auth { .. } => "AUTH",
+        ClientFrame::Subscribe { .. } => "SUBSCRIBE",
+        ClientFrame::Unsubscribe { .. } => "UNSUBSCRIBE",
+        ClientFrame::AuctionBid { .. } => "AUCTION_BID",
+        ClientFrame::AuctionMaxBid { .. } => "AUCTION_MAX_BID",
+        ClientFrame::ChatSend { .. } => "CHAT_SEND",
+        ClientFrame::ChatRead { .. } => "CHAT_READ",
+        ClientFrame::Typing { .. } => "TYPING",
+        ClientFrame::Ping { .. } => "PING",
+        ClientFrame::Presence { .. } => "PRESENCE",
+    }
+}

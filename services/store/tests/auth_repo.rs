@@ -1,0 +1,318 @@
+//! `SqliteAuthRepository` against a real SQLite file, alone and under `AuthService`.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use bowchat_auth::ports::{AuthRepoError, AuthRepository, RefreshRecord};
+use bowchat_auth::{AuthService, PasswordPolicy, SigningKey, TokenConfig};
+use bowchat_store::{Db, SqliteAuthRepository, SqliteOptions};
+
+async fn open(path: &Path) -> (Db, SqliteAuthRepository) {
+    let db = Db::open(path, &SqliteOptions::default())
+        .await
+        .expect("open db");
+    (db.clone(), SqliteAuthRepository::new(db))
+}
+
+fn record(hash: &str, family: &str, user_id: i64) -> RefreshRecord {
+    RefreshRecord {
+        token_hash: hash.to_string(),
+        family: family.to_string(),
+        user_id,
+        created_at: 1_000,
+        expires_at: 2_000,
+        rotated_at: None,
+        revoked_at: None,
+    }
+}
+
+#[tokio::test]
+async fn create_and_find_users() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_db, repo) = open(&dir.path().join("auth.db")).await;
+
+    let ada = repo
+        .create_user("ada@example.com", "Ada", Some("$argon2id$fake"), 10)
+        .await
+        .expect("create");
+    let social = repo
+        .create_user("sso@example.com", "Sso", None, 11)
+        .await
+        .expect("create");
+    assert_ne!(ada.id, social.id);
+    assert_eq!(ada.password_hash.as_deref(), Some("$argon2id$fake"));
+
+    assert_eq!(
+        repo.user_by_email("ada@example.com").await.expect("read"),
+        Some(ada.clone())
+    );
+    assert_eq!(
+        repo.user(social.id).await.expect("read"),
+        Some(social.clone())
+    );
+    assert_eq!(
+        repo.user(social.id)
+            .await
+            .expect("read")
+            .and_then(|u| u.password_hash),
+        None
+    );
+    assert_eq!(
+        repo.user_by_email("nobody@example.com")
+            .await
+            .expect("read"),
+        None
+    );
+    assert_eq!(repo.user(9_999).await.expect("read"), None);
+
+    let mut found = repo
+        .users(&[social.id, 9_999, ada.id, ada.id])
+        .await
+        .expect("users");
+    found.sort_by_key(|u| u.id);
+    assert_eq!(found, vec![ada.clone(), social.clone()]);
+    assert!(repo.users(&[]).await.expect("users").is_empty());
+
+    // More ids than one query binds.
+    let many: Vec<i64> = (1..=1_200).collect();
+    assert_eq!(repo.users(&many).await.expect("users").len(), 2);
+}
+
+#[tokio::test]
+async fn duplicate_email_is_a_conflict() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_db, repo) = open(&dir.path().join("auth.db")).await;
+    repo.create_user("ada@example.com", "Ada", None, 1)
+        .await
+        .expect("create");
+    let again = repo
+        .create_user("ada@example.com", "Other", Some("h"), 2)
+        .await;
+    assert!(
+        matches!(again, Err(AuthRepoError::Conflict(_))),
+        "{again:?}"
+    );
+    // The failed insert left nothing half-done and the writer is still usable.
+    assert!(repo
+        .create_user("bob@example.com", "Bob", None, 3)
+        .await
+        .is_ok());
+}
+
+#[tokio::test]
+async fn signing_key_persists_across_reopen() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("auth.db");
+    let first = SigningKey::generate();
+    let newer = SigningKey::generate();
+    {
+        let (db, repo) = open(&path).await;
+        assert_eq!(repo.signing_key().await.expect("read"), None);
+        repo.store_signing_key(&first, 100).await.expect("store");
+        repo.store_signing_key(&newer, 200).await.expect("store");
+        let duplicate = repo.store_signing_key(&first, 300).await;
+        assert!(
+            matches!(duplicate, Err(AuthRepoError::Conflict(_))),
+            "{duplicate:?}"
+        );
+        db.close().await;
+    }
+    let (_db, repo) = open(&path).await;
+    assert_eq!(repo.signing_key().await.expect("read"), Some(newer));
+}
+
+#[tokio::test]
+async fn rotate_refresh_is_once_only() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_db, repo) = open(&dir.path().join("auth.db")).await;
+    let user = repo
+        .create_user("ada@example.com", "Ada", None, 1)
+        .await
+        .expect("user");
+
+    repo.insert_refresh(&record("h1", "fam", user.id))
+        .await
+        .expect("insert");
+    assert_eq!(
+        repo.refresh("h1").await.expect("read"),
+        Some(record("h1", "fam", user.id))
+    );
+    assert_eq!(repo.refresh("nope").await.expect("read"), None);
+
+    assert!(repo
+        .rotate_refresh("h1", &record("h2", "fam", user.id), 1_500)
+        .await
+        .expect("rotate"));
+    let old = repo.refresh("h1").await.expect("read").expect("h1");
+    assert_eq!(old.rotated_at, Some(1_500));
+    assert_eq!(old.revoked_at, None);
+    assert!(repo.refresh("h2").await.expect("read").is_some());
+
+    // A second rotation of the same token changes nothing and inserts nothing.
+    assert!(!repo
+        .rotate_refresh("h1", &record("h3", "fam", user.id), 1_600)
+        .await
+        .expect("rotate"));
+    assert_eq!(repo.refresh("h3").await.expect("read"), None);
+    assert_eq!(
+        repo.refresh("h1")
+            .await
+            .expect("read")
+            .and_then(|r| r.rotated_at),
+        Some(1_500)
+    );
+    // Unknown tokens do not rotate either.
+    assert!(!repo
+        .rotate_refresh("nope", &record("h4", "fam", user.id), 1_600)
+        .await
+        .expect("rotate"));
+    assert_eq!(repo.refresh("h4").await.expect("read"), None);
+
+    // Revoked tokens do not rotate.
+    repo.revoke_family("fam", 1_700).await.expect("revoke");
+    assert_eq!(
+        repo.refresh("h2")
+            .await
+            .expect("read")
+            .and_then(|r| r.revoked_at),
+        Some(1_700)
+    );
+    assert!(!repo
+        .rotate_refresh("h2", &record("h5", "fam", user.id), 1_800)
+        .await
+        .expect("rotate"));
+    assert_eq!(repo.refresh("h5").await.expect("read"), None);
+    // Revoking again keeps the first revocation time.
+    repo.revoke_family("fam", 1_900).await.expect("revoke");
+    assert_eq!(
+        repo.refresh("h1")
+            .await
+            .expect("read")
+            .and_then(|r| r.revoked_at),
+        Some(1_700)
+    );
+
+    repo.insert_refresh(&record("solo", "other", user.id))
+        .await
+        .expect("insert");
+    repo.revoke_token("solo", 2_000).await.expect("revoke one");
+    repo.revoke_token("unknown", 2_000)
+        .await
+        .expect("revoke unknown");
+    assert_eq!(
+        repo.refresh("solo")
+            .await
+            .expect("read")
+            .and_then(|r| r.revoked_at),
+        Some(2_000)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_rotations_have_one_winner() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_db, repo) = open(&dir.path().join("auth.db")).await;
+    let repo = Arc::new(repo);
+    let user = repo
+        .create_user("ada@example.com", "Ada", None, 1)
+        .await
+        .expect("user");
+    repo.insert_refresh(&record("root", "fam", user.id))
+        .await
+        .expect("insert");
+
+    let tasks: Vec<_> = (0..16)
+        .map(|i| {
+            let repo = repo.clone();
+            tokio::spawn(async move {
+                repo.rotate_refresh("root", &record(&format!("next-{i}"), "fam", user.id), 1_500)
+                    .await
+            })
+        })
+        .collect();
+    let mut winners = 0;
+    let mut inserted = 0;
+    for (i, task) in tasks.into_iter().enumerate() {
+        if task.await.expect("join").expect("rotate") {
+            winners += 1;
+        }
+        if repo
+            .refresh(&format!("next-{i}"))
+            .await
+            .expect("read")
+            .is_some()
+        {
+            inserted += 1;
+        }
+    }
+    assert_eq!((winners, inserted), (1, 1));
+}
+
+#[tokio::test]
+async fn auth_service_on_sqlite_survives_a_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("auth.db");
+    let policy = PasswordPolicy::fast_for_tests();
+
+    let (db, repo) = open(&path).await;
+    let auth = AuthService::start(Arc::new(repo), TokenConfig::default(), policy.clone())
+        .await
+        .expect("start");
+    let session = auth
+        .register("Ada@Example.com", "password123", None)
+        .await
+        .expect("register");
+    let rotated = auth.refresh(&session.refresh_token).await.expect("refresh");
+    db.close().await;
+
+    let (_db, repo) = open(&path).await;
+    let auth = AuthService::start(Arc::new(repo), TokenConfig::default(), policy)
+        .await
+        .expect("restart");
+    let claims = auth
+        .verify_access(&session.access_token)
+        .expect("old token still valid");
+    assert_eq!(claims.sub, session.user.id);
+
+    let login = auth
+        .login("ada@example.com", "password123")
+        .await
+        .expect("login");
+    assert_eq!(login.user, session.user);
+    assert_eq!(
+        auth.login("ada@example.com", "wrong-password")
+            .await
+            .err()
+            .map(|e| e.code()),
+        Some("INVALID_CREDENTIALS")
+    );
+
+    // Reuse of the rotated first token revokes its family, including the newest token.
+    assert_eq!(
+        auth.refresh(&session.refresh_token)
+            .await
+            .err()
+            .map(|e| e.code()),
+        Some("REFRESH_REUSED")
+    );
+    assert_eq!(
+        auth.refresh(&rotated.refresh_token)
+            .await
+            .err()
+            .map(|e| e.code()),
+        Some("REFRESH_INVALID")
+    );
+    // The separate login is unaffected until it logs out.
+    let next = auth
+        .refresh(&login.refresh_token)
+        .await
+        .expect("other family");
+    auth.logout(&next.refresh_token).await.expect("logout");
+    assert_eq!(
+        auth.refresh(&next.refresh_token)
+            .await
+            .err()
+            .map(|e| e.code()),
+        Some("REFRESH_INVALID")
+    );
+}
