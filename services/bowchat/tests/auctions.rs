@@ -1,0 +1,377 @@
+//! Black-box auction tests: the real binary, real WebSocket clients.
+
+mod support;
+
+use std::collections::HashMap;
+
+use bowchat_auction::engine::{AuctionState, AuctionTerms, Command, IncrementRule};
+use serde_json::{json, Value};
+use support::{Server, User, Ws};
+
+async fn all_steps(server: &Server, id: i64, token: &str) -> Vec<Value> {
+    let mut steps = Vec::new();
+    let mut after = 0;
+    loop {
+        let (status, page) = server
+            .get(
+                &format!("/api/auctions/{id}/bids?after={after}&limit=200"),
+                Some(token),
+            )
+            .await;
+        assert_eq!(status, 200, "{page}");
+        let items = page["items"].as_array().unwrap().clone();
+        if items.is_empty() {
+            return steps;
+        }
+        after = items.last().unwrap()["seq"].as_i64().unwrap();
+        steps.extend(items);
+    }
+}
+
+async fn bid(ws: &mut Ws, auction: i64, request_id: &str, amount: i64) -> Value {
+    ws.send(json!({"type": "AUCTION_BID", "requestId": request_id, "auctionId": auction, "amount": amount})).await;
+    let (result, _) = ws
+        .until(|f| f["type"] == "BID_RESULT" && f["requestId"] == request_id)
+        .await;
+    result
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_concurrent_bidders_get_definite_results_and_a_replayable_history() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    let seller = server.user("seller").await;
+    let auction = server
+        .auction(&seller, json!({"startingPrice": 100, "increment": 10}))
+        .await;
+    let id = auction["id"].as_i64().unwrap();
+
+    let mut bidders: Vec<User> = Vec::new();
+    for i in 0..200 {
+        bidders.push(server.user(&format!("bidder{i}")).await);
+    }
+    let mut tasks = Vec::new();
+    for (i, bidder) in bidders.iter().enumerate() {
+        let mut ws = server.ws(&bidder.token).await;
+        tasks.push(tokio::spawn(async move {
+            let mut results = Vec::new();
+            let mut next = 100;
+            for round in 0..5 {
+                let request_id = format!("b{i}-{round}");
+                let result = bid(&mut ws, id, &request_id, next).await;
+                next = result["minimum"].as_i64().unwrap_or(next + 10).max(next);
+                results.push(result);
+            }
+            results
+        }));
+    }
+    let mut accepted = 0;
+    for task in tasks {
+        for result in task.await.unwrap() {
+            if result["accepted"] == true {
+                accepted += 1;
+            } else {
+                assert!(
+                    result["code"].is_string(),
+                    "a rejection carries a reason: {result}"
+                );
+            }
+        }
+    }
+    assert!(accepted > 0);
+
+    let steps = all_steps(&server, id, &seller.token).await;
+    assert_eq!(
+        steps.len(),
+        accepted,
+        "every accepted straight bid is one price step"
+    );
+    for pair in steps.windows(2) {
+        let (a, b) = (
+            pair[0]["amount"].as_i64().unwrap(),
+            pair[1]["amount"].as_i64().unwrap(),
+        );
+        assert!(
+            b >= a + 10,
+            "steps increase by at least the increment: {a} -> {b}"
+        );
+        assert_eq!(
+            pair[1]["seq"].as_i64().unwrap(),
+            pair[0]["seq"].as_i64().unwrap() + 1
+        );
+    }
+
+    // Replaying the accepted bids one by one through the engine gives the served state.
+    let (_, view) = server.get(&format!("/api/auctions/{id}"), None).await;
+    let terms = AuctionTerms {
+        seller: seller.id,
+        currency: "USD".into(),
+        starting_price: 100,
+        increment: IncrementRule::Fixed { amount: 10 },
+        reserve: None,
+        buy_now: None,
+        starts_at: view["startsAt"].as_i64().unwrap(),
+        ends_at: view["endsAt"].as_i64().unwrap(),
+        soft_close: None,
+    };
+    let mut replay = AuctionState::new(terms, view["startsAt"].as_i64().unwrap());
+    for step in &steps {
+        let command = Command::Bid {
+            bidder: step["bidder"].as_i64().unwrap(),
+            amount: step["amount"].as_i64().unwrap(),
+        };
+        replay
+            .apply(&command, step["at"].as_i64().unwrap())
+            .expect("each recorded step replays");
+    }
+    assert_eq!(view["price"].as_i64(), replay.price);
+    assert_eq!(view["leaderId"].as_i64(), replay.leader);
+    assert_eq!(view["bidCount"].as_i64().unwrap(), replay.bid_count);
+    assert_eq!(view["stepCount"].as_i64().unwrap(), replay.step_count);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_bids_survive_sigkill_and_retries_are_idempotent() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(dir.path(), &[]);
+    let seller = server.user("seller").await;
+    let auction = server
+        .auction(&seller, json!({"startingPrice": 100, "increment": 1}))
+        .await;
+    let id = auction["id"].as_i64().unwrap();
+    let mut clients = Vec::new();
+    for i in 0..10 {
+        let user = server.user(&format!("b{i}")).await;
+        clients.push((user.clone(), server.ws(&user.token).await));
+    }
+    // Each client fires bids without waiting; the server is killed mid-burst.
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(i64, Value)>();
+    let mut tasks = Vec::new();
+    for (i, (user, mut ws)) in clients.into_iter().enumerate() {
+        let tx = tx.clone();
+        tasks.push(tokio::spawn(async move {
+            for n in 0..400i64 {
+                let amount = 100 + n * 10 + i as i64;
+                let frame = json!({"type": "AUCTION_BID", "requestId": format!("c{i}-{n}"), "auctionId": id, "amount": amount});
+                if futures::SinkExt::send(&mut ws.stream, tokio_tungstenite::tungstenite::Message::Text(frame.to_string().into())).await.is_err() {
+                    return;
+                }
+            }
+            loop {
+                let next = tokio::time::timeout(std::time::Duration::from_secs(5), futures::StreamExt::next(&mut ws.stream)).await;
+                match next {
+                    Ok(Some(Ok(tokio_tungstenite::tungstenite::Message::Text(t)))) => {
+                        let v: Value = serde_json::from_str(t.as_str()).unwrap();
+                        if v["type"] == "BID_RESULT" {
+                            let _ = tx.send((user.id, v));
+                        }
+                    }
+                    Ok(Some(Ok(_))) => {}
+                    _ => return,
+                }
+            }
+        }));
+    }
+    drop(tx);
+    let mut acknowledged: HashMap<String, (i64, Value)> = HashMap::new();
+    while let Some((user, result)) = rx.recv().await {
+        acknowledged.insert(
+            result["requestId"].as_str().unwrap().to_string(),
+            (user, result),
+        );
+        if acknowledged.len() >= 300 {
+            server.kill();
+            break;
+        }
+    }
+    for task in tasks {
+        let _ = task.await;
+    }
+    // Frames already read off the sockets before the kill are acknowledgements too.
+    while let Ok((user, result)) = rx.try_recv() {
+        acknowledged.insert(
+            result["requestId"].as_str().unwrap().to_string(),
+            (user, result),
+        );
+    }
+    assert!(acknowledged.len() >= 300);
+
+    let server = Server::start(dir.path(), &[]);
+    let steps = all_steps(&server, id, &seller.token).await;
+    let stored: std::collections::HashSet<(i64, i64)> = steps
+        .iter()
+        .map(|s| (s["bidder"].as_i64().unwrap(), s["amount"].as_i64().unwrap()))
+        .collect();
+    let mut accepted = 0;
+    for (request_id, (user, result)) in &acknowledged {
+        if result["accepted"] == true {
+            accepted += 1;
+            let n: i64 = request_id.split('-').nth(1).unwrap().parse().unwrap();
+            let i: i64 = request_id[1..].split('-').next().unwrap().parse().unwrap();
+            let amount = 100 + n * 10 + i;
+            assert!(
+                stored.contains(&(*user, amount)),
+                "acknowledged bid {request_id} ({amount}) survived the crash"
+            );
+        }
+    }
+    assert!(accepted > 0);
+
+    // A retried request id answers with the first result and changes nothing.
+    let (request_id, (user, original)) = acknowledged
+        .iter()
+        .find(|(_, (_, r))| r["accepted"] == true)
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .unwrap();
+    let login = server
+        .post(
+            "/api/auth/login",
+            None,
+            json!({"email": format!("b{}@test.bowchat", request_id[1..].split('-').next().unwrap()), "password": "correct horse battery"}),
+        )
+        .await
+        .1;
+    assert_eq!(login["user"]["id"].as_i64().unwrap(), user);
+    let mut ws = server.ws(login["accessToken"].as_str().unwrap()).await;
+    let before = all_steps(&server, id, &seller.token).await.len();
+    let retried = bid(&mut ws, id, &request_id, 999_999).await;
+    assert_eq!(retried["duplicate"], true, "{retried}");
+    assert_eq!(retried["accepted"], original["accepted"]);
+    assert_eq!(retried["price"], original["price"]);
+    assert_eq!(all_steps(&server, id, &seller.token).await.len(), before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn soft_close_proxy_reserve_and_buy_now_over_the_wire() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    let seller = server.user("seller").await;
+    let alice = server.user("alice").await;
+    let bob = server.user("bob").await;
+    let mut a = server.ws(&alice.token).await;
+    let mut b = server.ws(&bob.token).await;
+
+    // Proxy bidding, eBay rules.
+    let proxy = server
+        .auction(&seller, json!({"startingPrice": 100, "increment": 10}))
+        .await["id"]
+        .as_i64()
+        .unwrap();
+    a.send(json!({"type": "AUCTION_MAX_BID", "requestId": "m1", "auctionId": proxy, "max": 500}))
+        .await;
+    let (r, _) = a.until(|f| f["type"] == "BID_RESULT").await;
+    assert_eq!(
+        (
+            r["accepted"].clone(),
+            r["leading"].clone(),
+            r["price"].clone()
+        ),
+        (json!(true), json!(true), json!(100))
+    );
+    let r = bid(&mut b, proxy, "s1", 200).await;
+    assert_eq!(
+        (
+            r["accepted"].clone(),
+            r["leading"].clone(),
+            r["price"].clone()
+        ),
+        (json!(true), json!(false), json!(210))
+    );
+    b.send(json!({"type": "AUCTION_MAX_BID", "requestId": "m2", "auctionId": proxy, "max": 500}))
+        .await;
+    let (r, _) = b
+        .until(|f| f["type"] == "BID_RESULT" && f["requestId"] == "m2")
+        .await;
+    assert_eq!(r["leading"], false, "the earlier maximum wins a tie: {r}");
+    assert_eq!(r["price"], 500);
+    b.send(json!({"type": "AUCTION_MAX_BID", "requestId": "m3", "auctionId": proxy, "max": 800}))
+        .await;
+    let (r, _) = b
+        .until(|f| f["type"] == "BID_RESULT" && f["requestId"] == "m3")
+        .await;
+    assert_eq!(
+        (r["leading"].clone(), r["price"].clone()),
+        (json!(true), json!(510))
+    );
+    let (outbid, _) = a.until(|f| f["type"] == "OUTBID").await;
+    assert_eq!(outbid["auctionId"], proxy);
+
+    // Soft close: a bid inside the window moves the end.
+    let soft = server
+        .auction(&seller, json!({"durationSecs": 3, "softClose": {"windowMs": 5000, "extensionMs": 4000, "mode": "extend"}}))
+        .await;
+    let soft_id = soft["id"].as_i64().unwrap();
+    let ends_at = soft["endsAt"].as_i64().unwrap();
+    a.subscribe_auction(soft_id, None).await;
+    a.send(
+        json!({"type": "AUCTION_BID", "requestId": "soft1", "auctionId": soft_id, "amount": 100}),
+    )
+    .await;
+    // The result and the extension may arrive in either order.
+    let mut frames = Vec::new();
+    while !(frames.iter().any(|f: &Value| f["type"] == "BID_RESULT")
+        && frames.iter().any(|f| f["type"] == "AUCTION_EXTENDED"))
+    {
+        frames.push(a.recv().await);
+    }
+    let result = frames.iter().find(|f| f["type"] == "BID_RESULT").unwrap();
+    assert_eq!(result["accepted"], true, "{result}");
+    let extended = frames
+        .iter()
+        .find(|f| f["type"] == "AUCTION_EXTENDED")
+        .unwrap()
+        .clone();
+    assert_eq!(extended["endsAt"].as_i64().unwrap(), ends_at + 4000);
+    let (closed, _) = a
+        .until(|f| f["type"] == "AUCTION_CLOSED" && f["auction"]["id"] == soft_id)
+        .await;
+    assert_eq!(closed["outcome"], "sold");
+    assert_eq!(closed["winnerId"], alice.id);
+    assert!(
+        closed["roomId"].is_i64(),
+        "a sold auction opens the seller-winner room"
+    );
+
+    // Reserve not met: unsold.
+    let reserve = server
+        .auction(&seller, json!({"durationSecs": 2, "reserve": 1000}))
+        .await["id"]
+        .as_i64()
+        .unwrap();
+    b.subscribe_auction(reserve, None).await;
+    assert_eq!(bid(&mut b, reserve, "r1", 200).await["accepted"], true);
+    let (closed, _) = b
+        .until(|f| f["type"] == "AUCTION_CLOSED" && f["auction"]["id"] == reserve)
+        .await;
+    assert_eq!(closed["outcome"], "unsold");
+    assert!(closed["winnerId"].is_null());
+
+    // Buy-now sells at once; afterwards bids are refused.
+    let buy = server.auction(&seller, json!({"buyNow": 5000})).await["id"]
+        .as_i64()
+        .unwrap();
+    let r = bid(&mut a, buy, "buy1", 5000).await;
+    assert_eq!(r["accepted"], true);
+    let (_, view) = server.get(&format!("/api/auctions/{buy}"), None).await;
+    assert_eq!(
+        (
+            view["phase"].clone(),
+            view["outcome"].clone(),
+            view["winnerId"].clone()
+        ),
+        (json!("closed"), json!("sold"), json!(alice.id))
+    );
+    let r = bid(&mut b, buy, "late", 6000).await;
+    assert_eq!(
+        (r["accepted"].clone(), r["code"].clone()),
+        (json!(false), json!("AUCTION_CLOSED"))
+    );
+
+    // The seller cannot bid; bids below the minimum are refused with the minimum.
+    let mut s = server.ws(&seller.token).await;
+    let r = bid(&mut s, proxy, "self", 5000).await;
+    assert_eq!(r["code"], "SELLER_CANNOT_BID");
+    let r = bid(&mut a, proxy, "low", 1).await;
+    assert_eq!(r["code"], "BID_TOO_LOW");
+    assert!(r["minimum"].as_i64().unwrap() > 510);
+}

@@ -1,0 +1,426 @@
+//! Black-box chat tests: ordering, resume, dedupe, membership and read markers,
+//! all through the real binary's REST API and WebSocket protocol.
+mod support;
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use support::{Server, User, Ws};
+
+/// Creates a group room owned by `owner` with `members`; returns its id.
+async fn group(server: &Server, owner: &User, members: &[&User]) -> i64 {
+    let ids: Vec<i64> = members.iter().map(|u| u.id).collect();
+    let (status, room) = server
+        .post(
+            "/api/rooms",
+            Some(&owner.token),
+            json!({"name": "Test room", "members": ids}),
+        )
+        .await;
+    assert_eq!(status, 201, "create room: {room}");
+    room["id"].as_i64().expect("room id")
+}
+
+/// Sends a CHAT_SEND and waits for its CHAT_RESULT (matched by requestId);
+/// returns the result and the frames that came before it.
+async fn send_chat(
+    ws: &mut Ws,
+    room: i64,
+    client_msg_id: &str,
+    body: &str,
+    request_id: &str,
+) -> (Value, Vec<Value>) {
+    ws.send(json!({
+        "type": "CHAT_SEND", "roomId": room, "clientMsgId": client_msg_id,
+        "body": body, "requestId": request_id,
+    }))
+    .await;
+    let rid = request_id.to_string();
+    ws.until(move |f| f["type"] == "CHAT_RESULT" && f["requestId"] == rid.as_str())
+        .await
+}
+
+async fn history(server: &Server, user: &User, room: i64) -> Vec<Value> {
+    let (status, body) = server
+        .get(
+            &format!("/api/rooms/{room}/messages?limit=100"),
+            Some(&user.token),
+        )
+        .await;
+    assert_eq!(status, 200, "history: {body}");
+    body["items"].as_array().expect("items").clone()
+}
+
+/// (seq, sender, clientMsgId, body) of a stored or delivered message.
+fn key(message: &Value) -> (i64, i64, String, String) {
+    (
+        message["seq"].as_i64().expect("seq"),
+        message["sender"].as_i64().expect("sender"),
+        message["clientMsgId"]
+            .as_str()
+            .expect("clientMsgId")
+            .to_string(),
+        message["body"].as_str().expect("body").to_string(),
+    )
+}
+
+/// The room's unread count and read marker in `user`'s room list.
+async fn unread(server: &Server, user: &User, room: i64) -> (i64, i64) {
+    let (status, body) = server.get("/api/rooms", Some(&user.token)).await;
+    assert_eq!(status, 200, "room list: {body}");
+    let entry = body["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .find(|r| r["id"] == room)
+        .unwrap_or_else(|| panic!("room {room} in the list: {body}"))
+        .clone();
+    (
+        entry["unread"].as_i64().expect("unread"),
+        entry["lastReadSeq"].as_i64().expect("lastReadSeq"),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_senders_see_one_gapless_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    let users = [
+        server.user("ann").await,
+        server.user("bob").await,
+        server.user("cat").await,
+    ];
+    let room = group(&server, &users[0], &[&users[1], &users[2]]).await;
+
+    const PER_CLIENT: usize = 6;
+    let total = PER_CLIENT * users.len();
+    let mut sockets = Vec::new();
+    for user in &users {
+        let mut ws = server.ws(&user.token).await;
+        ws.subscribe_room(room, None).await;
+        sockets.push(ws);
+    }
+
+    let mut tasks = Vec::new();
+    for (i, mut ws) in sockets.into_iter().enumerate() {
+        tasks.push(tokio::spawn(async move {
+            for n in 0..PER_CLIENT {
+                ws.send(json!({
+                    "type": "CHAT_SEND", "roomId": room,
+                    "clientMsgId": format!("c{i}-{n}"), "body": format!("hello {i}/{n}"),
+                    "requestId": format!("r{i}-{n}"),
+                }))
+                .await;
+            }
+            let mut messages = Vec::new();
+            let mut results = Vec::new();
+            while messages.len() < total || results.len() < PER_CLIENT {
+                let frame = ws.recv().await;
+                match frame["type"].as_str() {
+                    Some("CHAT_MESSAGE") => messages.push(frame["message"].clone()),
+                    Some("CHAT_RESULT") => results.push(frame),
+                    Some("ERROR") => panic!("client {i} got {frame}"),
+                    _ => {}
+                }
+            }
+            (messages, results)
+        }));
+    }
+    let mut seen = Vec::new();
+    for task in tasks {
+        let (messages, results) = tokio::time::timeout(Duration::from_secs(60), task)
+            .await
+            .expect("clients finish")
+            .expect("client task");
+        for result in &results {
+            assert_eq!(result["accepted"], true, "{result}");
+            assert_eq!(result["duplicate"], false, "{result}");
+            assert_eq!(result["roomId"], room, "{result}");
+        }
+        seen.push(messages.iter().map(key).collect::<Vec<_>>());
+    }
+
+    let seqs: Vec<i64> = seen[0].iter().map(|k| k.0).collect();
+    assert_eq!(
+        seqs,
+        (1..=total as i64).collect::<Vec<_>>(),
+        "gapless 1..N in order"
+    );
+    for other in &seen[1..] {
+        assert_eq!(other, &seen[0], "every client sees the same order");
+    }
+    // Each client's own messages appear in the order it sent them.
+    for (i, user) in users.iter().enumerate() {
+        let own: Vec<String> = seen[0]
+            .iter()
+            .filter(|k| k.1 == user.id)
+            .map(|k| k.2.clone())
+            .collect();
+        let sent: Vec<String> = (0..PER_CLIENT).map(|n| format!("c{i}-{n}")).collect();
+        assert_eq!(own, sent, "client {i}'s messages in sending order");
+    }
+    let stored: Vec<_> = history(&server, &users[1], room)
+        .await
+        .iter()
+        .map(key)
+        .collect();
+    assert_eq!(stored, seen[0], "history matches what was delivered");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resubscribe_with_since_replays_exactly_the_missed_messages() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    let ann = server.user("ann").await;
+    let bob = server.user("bob").await;
+    let room = group(&server, &ann, &[&bob]).await;
+
+    let mut a = server.ws(&ann.token).await;
+    let mut b = server.ws(&bob.token).await;
+    a.subscribe_room(room, None).await;
+    b.subscribe_room(room, None).await;
+
+    for n in 1..=3 {
+        let (result, _) = send_chat(
+            &mut a,
+            room,
+            &format!("m{n}"),
+            &format!("body {n}"),
+            &format!("r{n}"),
+        )
+        .await;
+        assert_eq!(result["accepted"], true, "{result}");
+    }
+    let mut k = 0;
+    while k < 3 {
+        let (frame, _) = b.until(|f| f["type"] == "CHAT_MESSAGE").await;
+        let seq = frame["message"]["seq"].as_i64().unwrap();
+        assert_eq!(seq, k + 1, "live delivery is gapless");
+        k = seq;
+    }
+    drop(b);
+
+    for n in 4..=7 {
+        let (result, _) = send_chat(
+            &mut a,
+            room,
+            &format!("m{n}"),
+            &format!("body {n}"),
+            &format!("r{n}"),
+        )
+        .await;
+        assert_eq!(result["accepted"], true, "{result}");
+        assert_eq!(result["seq"], n, "{result}");
+    }
+
+    let mut b = server.ws(&bob.token).await;
+    b.send(json!({"type": "SUBSCRIBE", "roomId": room, "since": k, "requestId": "resub"}))
+        .await;
+    let (subscribed, before) = b
+        .until(|f| f["type"] == "SUBSCRIBED" || f["type"] == "ERROR")
+        .await;
+    assert_eq!(subscribed["type"], "SUBSCRIBED", "{subscribed}");
+    assert_eq!(subscribed["roomId"], room);
+    assert_eq!(subscribed["seq"], 7, "{subscribed}");
+    assert_eq!(subscribed["truncated"], false, "{subscribed}");
+    assert_eq!(subscribed["requestId"], "resub", "{subscribed}");
+    let replayed: Vec<i64> = before
+        .iter()
+        .filter(|f| f["type"] == "CHAT_MESSAGE")
+        .map(|f| f["message"]["seq"].as_i64().unwrap())
+        .collect();
+    assert_eq!(
+        replayed,
+        vec![4, 5, 6, 7],
+        "replay is exactly k+1..N, before SUBSCRIBED: {before:?}"
+    );
+    let bodies: Vec<&str> = before
+        .iter()
+        .filter(|f| f["type"] == "CHAT_MESSAGE")
+        .map(|f| f["message"]["body"].as_str().unwrap())
+        .collect();
+    assert_eq!(bodies, vec!["body 4", "body 5", "body 6", "body 7"]);
+
+    // Live delivery continues after the replay with no repeats.
+    let (result, _) = send_chat(&mut a, room, "m8", "body 8", "r8").await;
+    assert_eq!(result["seq"], 8, "{result}");
+    let (next, between) = b.until(|f| f["type"] == "CHAT_MESSAGE").await;
+    assert_eq!(next["message"]["seq"], 8, "next live message: {next}");
+    assert!(
+        between.iter().all(|f| f["type"] != "CHAT_MESSAGE"),
+        "{between:?}"
+    );
+    b.send(json!({"type": "PING", "requestId": "p"})).await;
+    let (_, between) = b.until(|f| f["type"] == "PONG").await;
+    assert!(
+        between.iter().all(|f| f["type"] != "CHAT_MESSAGE"),
+        "nothing duplicated: {between:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retried_chat_send_is_deduplicated() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    let ann = server.user("ann").await;
+    let bob = server.user("bob").await;
+    let room = group(&server, &ann, &[&bob]).await;
+
+    let mut a = server.ws(&ann.token).await;
+    a.subscribe_room(room, None).await;
+
+    let (first, _) = send_chat(&mut a, room, "same-id", "only once", "try-1").await;
+    assert_eq!(first["accepted"], true, "{first}");
+    assert_eq!(first["duplicate"], false, "{first}");
+    let seq = first["seq"].as_i64().expect("seq");
+    // The broadcast of the first send (it may come before or after the result).
+    a.send(json!({"type": "PING", "requestId": "p1"})).await;
+    let (_, frames) = a.until(|f| f["type"] == "PONG").await;
+    let _ = frames;
+
+    let (retry, before) = send_chat(&mut a, room, "same-id", "only once", "try-2").await;
+    assert_eq!(retry["accepted"], true, "{retry}");
+    assert_eq!(retry["duplicate"], true, "{retry}");
+    assert_eq!(retry["seq"], seq, "{retry}");
+    assert!(
+        before.iter().all(|f| f["type"] != "CHAT_MESSAGE"),
+        "a retry is not broadcast again: {before:?}"
+    );
+    a.send(json!({"type": "PING", "requestId": "p2"})).await;
+    let (_, after) = a.until(|f| f["type"] == "PONG").await;
+    assert!(
+        after.iter().all(|f| f["type"] != "CHAT_MESSAGE"),
+        "a retry is not broadcast again: {after:?}"
+    );
+
+    // Without a requestId the result is keyed by the clientMsgId.
+    a.send(
+        json!({"type": "CHAT_SEND", "roomId": room, "clientMsgId": "same-id", "body": "only once"}),
+    )
+    .await;
+    let (third, _) = a.until(|f| f["type"] == "CHAT_RESULT").await;
+    assert_eq!(third["duplicate"], true, "{third}");
+    assert_eq!(third["seq"], seq, "{third}");
+
+    let stored = history(&server, &ann, room).await;
+    assert_eq!(stored.len(), 1, "one message stored: {stored:?}");
+    assert_eq!(stored[0]["clientMsgId"], "same-id");
+    assert_eq!(stored[0]["seq"], seq);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn non_members_cannot_read_or_write_a_group_room() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    let ann = server.user("ann").await;
+    let bob = server.user("bob").await;
+    let eve = server.user("eve").await;
+    let room = group(&server, &ann, &[&bob]).await;
+
+    let mut a = server.ws(&ann.token).await;
+    a.subscribe_room(room, None).await;
+    let (ok, _) = send_chat(&mut a, room, "hello", "members only", "r1").await;
+    assert_eq!(ok["accepted"], true, "{ok}");
+
+    let mut e = server.ws(&eve.token).await;
+    e.send(json!({"type": "SUBSCRIBE", "roomId": room, "requestId": "sub"}))
+        .await;
+    let (error, _) = e
+        .until(|f| f["type"] == "ERROR" || f["type"] == "SUBSCRIBED")
+        .await;
+    assert_eq!(error["type"], "ERROR", "{error}");
+    assert_eq!(error["code"], "NOT_A_MEMBER", "{error}");
+    assert_eq!(error["requestId"], "sub", "{error}");
+
+    let (result, before) = send_chat(&mut e, room, "intruder", "let me in", "r2").await;
+    assert_eq!(result["accepted"], false, "{result}");
+    assert_eq!(result["code"], "NOT_A_MEMBER", "{result}");
+    assert_eq!(result["roomId"], room, "{result}");
+    assert!(result["seq"].is_null(), "{result}");
+    assert!(
+        before.iter().all(|f| f["type"] != "CHAT_MESSAGE"),
+        "{before:?}"
+    );
+
+    let response = reqwest::Client::new()
+        .get(server.url(&format!("/api/rooms/{room}/messages")))
+        .bearer_auth(&eve.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 403);
+    let content_type = response.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        content_type.starts_with("application/problem+json"),
+        "{content_type}"
+    );
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["code"], "NOT_A_MEMBER", "{body}");
+    assert_eq!(body["status"], 403, "{body}");
+
+    // The room's history is untouched by the outsider.
+    let stored = history(&server, &bob, room).await;
+    assert_eq!(stored.len(), 1, "{stored:?}");
+    assert_eq!(stored[0]["clientMsgId"], "hello");
+    // Ann's connection never saw the intruder's message.
+    a.send(json!({"type": "PING"})).await;
+    let (_, frames) = a.until(|f| f["type"] == "PONG").await;
+    assert!(
+        frames
+            .iter()
+            .all(|f| f["type"] != "CHAT_MESSAGE" || f["message"]["sender"] != eve.id),
+        "{frames:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_markers_reduce_unread_counts() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    let ann = server.user("ann").await;
+    let bob = server.user("bob").await;
+    let room = group(&server, &ann, &[&bob]).await;
+
+    let mut a = server.ws(&ann.token).await;
+    for n in 1..=4 {
+        let (result, _) = send_chat(&mut a, room, &format!("m{n}"), "news", &format!("r{n}")).await;
+        assert_eq!(result["accepted"], true, "{result}");
+    }
+    assert_eq!(unread(&server, &bob, room).await, (4, 0));
+
+    let mut b = server.ws(&bob.token).await;
+    b.subscribe_room(room, None).await;
+    b.send(json!({"type": "CHAT_READ", "roomId": room, "seq": 3, "requestId": "read-3"}))
+        .await;
+    let (result, _) = b
+        .until(|f| f["type"] == "CHAT_RESULT" && f["requestId"] == "read-3")
+        .await;
+    assert_eq!(result["accepted"], true, "{result}");
+    assert_eq!(result["seq"], 3, "{result}");
+    assert_eq!(unread(&server, &bob, room).await, (1, 3));
+
+    // Markers never move backwards...
+    b.send(json!({"type": "CHAT_READ", "roomId": room, "seq": 1, "requestId": "read-1"}))
+        .await;
+    let (result, _) = b
+        .until(|f| f["type"] == "CHAT_RESULT" && f["requestId"] == "read-1")
+        .await;
+    assert_eq!(result["seq"], 3, "{result}");
+    assert_eq!(unread(&server, &bob, room).await, (1, 3));
+
+    // ...nor past the last message.
+    b.send(json!({"type": "CHAT_READ", "roomId": room, "seq": 99, "requestId": "read-99"}))
+        .await;
+    let (result, _) = b
+        .until(|f| f["type"] == "CHAT_RESULT" && f["requestId"] == "read-99")
+        .await;
+    assert_eq!(result["seq"], 4, "{result}");
+    assert_eq!(unread(&server, &bob, room).await, (0, 4));
+
+    // Ann's unread count is hers alone.
+    let (ann_unread, _) = unread(&server, &ann, room).await;
+    assert!(ann_unread <= 4, "{ann_unread}");
+}
