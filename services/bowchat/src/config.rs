@@ -152,20 +152,21 @@ impl Default for SqliteConfig {
 
 impl Config {
     /// Defaults, then `file` (if given, it must exist), then the environment.
-    pub fn load(file: Option<&Path>) -> Result<Config, figment::Error> {
+    pub fn load(file: Option<&Path>) -> Result<Config, Box<figment::Error>> {
         let mut figment = Figment::from(Serialized::defaults(Config::default()));
         if let Some(file) = file {
             if !file.exists() {
-                return Err(figment::Error::from(format!(
+                return Err(Box::new(figment::Error::from(format!(
                     "configuration file {} does not exist",
                     file.display()
-                )));
+                ))));
             }
             figment = figment.merge(Toml::file(file));
         }
         figment
             .merge(Env::prefixed("BOWCHAT_").split("__"))
             .extract()
+            .map_err(Box::new)
     }
 
     pub fn database_path(&self) -> PathBuf {
