@@ -174,12 +174,24 @@ pub async fn serve(config: Config, roles: Vec<Role>, demo: bool) -> anyhow::Resu
         .with_context(|| format!("binding {}", config.listen))?;
     let addr = listener.local_addr()?;
     info!(addr = %addr, node = %node_id, "listening");
-    axum::serve(
+    let (stopping_tx, mut stopping) = tokio::sync::watch::channel(false);
+    let server = axum::serve(
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),
     )
-    .with_graceful_shutdown(shutdown_signal())
-    .await?;
+    .with_graceful_shutdown(async move {
+        shutdown_signal().await;
+        let _ = stopping_tx.send(true);
+    });
+    // WebSocket connections do not end by themselves; give them a moment, then go.
+    let grace = async move {
+        let _ = stopping.wait_for(|stopping| *stopping).await;
+        tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+    };
+    tokio::select! {
+        result = std::future::IntoFuture::into_future(server) => result?,
+        _ = grace => warn!("connections still open after the grace period; closing them"),
+    }
     info!("shutting down");
     db.close().await;
     Ok(())
