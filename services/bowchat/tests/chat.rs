@@ -273,10 +273,9 @@ async fn retried_chat_send_is_deduplicated() {
     assert_eq!(first["accepted"], true, "{first}");
     assert_eq!(first["duplicate"], false, "{first}");
     let seq = first["seq"].as_i64().expect("seq");
-    // The broadcast of the first send (it may come before or after the result).
+    // Drain the broadcast of the first send before retrying.
     a.send(json!({"type": "PING", "requestId": "p1"})).await;
-    let (_, frames) = a.until(|f| f["type"] == "PONG").await;
-    let _ = frames;
+    a.until(|f| f["type"] == "PONG").await;
 
     let (retry, before) = send_chat(&mut a, room, "same-id", "only once", "try-2").await;
     assert_eq!(retry["accepted"], true, "{retry}");
@@ -423,4 +422,275 @@ async fn read_markers_reduce_unread_counts() {
     // Ann's unread count is hers alone.
     let (ann_unread, _) = unread(&server, &ann, room).await;
     assert!(ann_unread <= 4, "{ann_unread}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_msg_ids_are_scoped_to_sender_and_room() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    let ann = server.user("ann").await;
+    let bob = server.user("bob").await;
+    let room = group(&server, &ann, &[&bob]).await;
+    let other = group(&server, &ann, &[&bob]).await;
+
+    let mut a = server.ws(&ann.token).await;
+    let mut b = server.ws(&bob.token).await;
+    let (r1, _) = send_chat(&mut a, room, "same", "from ann", "a1").await;
+    let (r2, _) = send_chat(&mut b, room, "same", "from bob", "b1").await;
+    let (r3, _) = send_chat(&mut a, other, "same", "ann elsewhere", "a2").await;
+    for r in [&r1, &r2, &r3] {
+        assert_eq!(r["accepted"], true, "{r}");
+        assert_eq!(
+            r["duplicate"], false,
+            "the same id from another sender or room is new: {r}"
+        );
+    }
+    assert_eq!(
+        (r1["seq"].as_i64(), r2["seq"].as_i64(), r3["seq"].as_i64()),
+        (Some(1), Some(2), Some(1))
+    );
+    assert_eq!(history(&server, &ann, room).await.len(), 2);
+    assert_eq!(history(&server, &ann, other).await.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn back_to_back_retries_store_one_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    let ann = server.user("ann").await;
+    let room = group(&server, &ann, &[]).await;
+    let mut a = server.ws(&ann.token).await;
+    a.subscribe_room(room, None).await;
+
+    // Fired without waiting, so they may land in one batch of the chat role.
+    for n in 0..5 {
+        a.send(json!({"type": "CHAT_SEND", "roomId": room, "clientMsgId": "burst", "body": "once", "requestId": format!("t{n}")}))
+            .await;
+    }
+    let mut results = Vec::new();
+    let mut messages = Vec::new();
+    while results.len() < 5 {
+        let frame = a.recv().await;
+        match frame["type"].as_str() {
+            Some("CHAT_RESULT") => results.push(frame),
+            Some("CHAT_MESSAGE") => messages.push(frame),
+            _ => {}
+        }
+    }
+    a.send(json!({"type": "PING"})).await;
+    let (_, rest) = a.until(|f| f["type"] == "PONG").await;
+    messages.extend(rest.into_iter().filter(|f| f["type"] == "CHAT_MESSAGE"));
+    assert!(
+        results
+            .iter()
+            .all(|r| r["accepted"] == true && r["seq"] == 1),
+        "{results:?}"
+    );
+    assert_eq!(
+        results.iter().filter(|r| r["duplicate"] == false).count(),
+        1,
+        "{results:?}"
+    );
+    assert_eq!(messages.len(), 1, "broadcast once: {messages:?}");
+    assert_eq!(history(&server, &ann, room).await.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_pages_by_seq() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    let ann = server.user("ann").await;
+    let room = group(&server, &ann, &[]).await;
+    let mut a = server.ws(&ann.token).await;
+    for n in 1..=10 {
+        let (r, _) = send_chat(
+            &mut a,
+            room,
+            &format!("m{n}"),
+            &format!("b{n}"),
+            &format!("r{n}"),
+        )
+        .await;
+        assert_eq!(r["seq"], n, "{r}");
+    }
+    let seqs = |items: Vec<Value>| {
+        items
+            .iter()
+            .map(|m| m["seq"].as_i64().unwrap())
+            .collect::<Vec<_>>()
+    };
+    let page = |q: &str| {
+        let path = format!("/api/rooms/{room}/messages{q}");
+        let server = &server;
+        let token = ann.token.clone();
+        async move {
+            let (status, body) = server.get(&path, Some(&token)).await;
+            assert_eq!(status, 200, "{path}: {body}");
+            body["items"].as_array().unwrap().clone()
+        }
+    };
+    assert_eq!(seqs(page("").await), (1..=10).collect::<Vec<_>>());
+    assert_eq!(
+        seqs(page("?limit=3").await),
+        vec![8, 9, 10],
+        "newest page, ascending"
+    );
+    assert_eq!(seqs(page("?before=8&limit=3").await), vec![5, 6, 7]);
+    assert_eq!(seqs(page("?after=7").await), vec![8, 9, 10]);
+    assert_eq!(seqs(page("?after=2&limit=2").await), vec![3, 4]);
+    assert_eq!(seqs(page("?after=10").await), Vec::<i64>::new());
+    let (status, body) = server
+        .get(
+            &format!("/api/rooms/{room}/messages?limit=abc"),
+            Some(&ann.token),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["code"], "INVALID_QUERY", "{body}");
+    let (status, body) = server
+        .get("/api/rooms/999999/messages", Some(&ann.token))
+        .await;
+    assert_eq!(status, 404, "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_survive_a_crash_and_numbering_continues() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(dir.path(), &[]);
+    let ann = server.user("ann").await;
+    let bob = server.user("bob").await;
+    let room = group(&server, &ann, &[&bob]).await;
+    let mut a = server.ws(&ann.token).await;
+    for n in 1..=3 {
+        let (r, _) = send_chat(
+            &mut a,
+            room,
+            &format!("m{n}"),
+            "before crash",
+            &format!("r{n}"),
+        )
+        .await;
+        assert_eq!(r["accepted"], true, "{r}");
+    }
+    drop(a);
+    server.kill();
+    drop(server);
+
+    let server = Server::start(dir.path(), &[]);
+    let before: Vec<_> = history(&server, &bob, room).await.iter().map(key).collect();
+    assert_eq!(
+        before.iter().map(|k| k.0).collect::<Vec<_>>(),
+        vec![1, 2, 3],
+        "acknowledged messages are durable"
+    );
+    let mut a = server.ws(&ann.token).await;
+    let mut b = server.ws(&bob.token).await;
+    let replay = b.subscribe_room(room, Some(1)).await;
+    let replayed: Vec<i64> = replay
+        .iter()
+        .filter(|f| f["type"] == "CHAT_MESSAGE")
+        .map(|f| f["message"]["seq"].as_i64().unwrap())
+        .collect();
+    assert_eq!(replayed, vec![2, 3]);
+    // A retry of an acknowledged message is still recognised after the restart.
+    let (retry, _) = send_chat(&mut a, room, "m3", "before crash", "again").await;
+    assert_eq!(retry["duplicate"], true, "{retry}");
+    assert_eq!(retry["seq"], 3, "{retry}");
+    let (next, _) = send_chat(&mut a, room, "m4", "after crash", "r4").await;
+    assert_eq!(next["seq"], 4, "{next}");
+    let (live, _) = b.until(|f| f["type"] == "CHAT_MESSAGE").await;
+    assert_eq!(live["message"]["seq"], 4, "{live}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removed_members_lose_access() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    let ann = server.user("ann").await;
+    let bob = server.user("bob").await;
+    let room = group(&server, &ann, &[&bob]).await;
+    let mut a = server.ws(&ann.token).await;
+    let mut b = server.ws(&bob.token).await;
+    a.subscribe_room(room, None).await;
+    b.subscribe_room(room, None).await;
+
+    let response = reqwest::Client::new()
+        .delete(server.url(&format!("/api/rooms/{room}/members/{}", bob.id)))
+        .bearer_auth(&ann.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 204);
+
+    let (r, _) = send_chat(&mut a, room, "secret", "bob is gone", "r1").await;
+    assert_eq!(r["accepted"], true, "{r}");
+    let (r, before) = send_chat(&mut b, room, "still-here", "let me in", "r2").await;
+    assert_eq!(r["accepted"], false, "{r}");
+    assert_eq!(r["code"], "NOT_A_MEMBER", "{r}");
+    assert!(
+        before.iter().all(|f| f["type"] != "CHAT_MESSAGE"),
+        "no messages after removal: {before:?}"
+    );
+    b.send(json!({"type": "PING", "requestId": "p"})).await;
+    let (_, before) = b.until(|f| f["type"] == "PONG").await;
+    assert!(
+        before.iter().all(|f| f["type"] != "CHAT_MESSAGE"),
+        "no messages after removal: {before:?}"
+    );
+    let (status, body) = server
+        .get(&format!("/api/rooms/{room}/messages"), Some(&bob.token))
+        .await;
+    assert_eq!(status, 403, "{body}");
+    b.send(json!({"type": "SUBSCRIBE", "roomId": room, "requestId": "s"}))
+        .await;
+    let (e, _) = b
+        .until(|f| f["type"] == "ERROR" || f["type"] == "SUBSCRIBED")
+        .await;
+    assert_eq!(e["code"], "NOT_A_MEMBER", "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removed_members_cannot_query_presence_or_type() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    let ann = server.user("ann").await;
+    let bob = server.user("bob").await;
+    let room = group(&server, &ann, &[&bob]).await;
+    let mut a = server.ws(&ann.token).await;
+    let mut b = server.ws(&bob.token).await;
+    a.subscribe_room(room, None).await;
+    b.subscribe_room(room, None).await;
+
+    let response = reqwest::Client::new()
+        .delete(server.url(&format!("/api/rooms/{room}/members/{}", bob.id)))
+        .bearer_auth(&ann.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 204);
+
+    b.send(json!({"type": "PRESENCE", "roomId": room, "requestId": "who"}))
+        .await;
+    let (frame, _) = b.until(|f| f["requestId"] == "who").await;
+    assert_eq!(
+        frame["type"], "ERROR",
+        "a removed member must not see who is online: {frame}"
+    );
+
+    b.send(json!({"type": "TYPING", "roomId": room, "requestId": "typing"}))
+        .await;
+    b.send(json!({"type": "PING", "requestId": "p"})).await;
+    let (_, before) = b.until(|f| f["type"] == "PONG").await;
+    assert!(
+        before
+            .iter()
+            .any(|f| f["type"] == "ERROR" && f["requestId"] == "typing"),
+        "{before:?}"
+    );
+    a.send(json!({"type": "PING", "requestId": "pa"})).await;
+    let (_, seen) = a.until(|f| f["type"] == "PONG").await;
+    assert!(
+        seen.iter().all(|f| f["type"] != "TYPING"),
+        "typing from a removed member reached the room: {seen:?}"
+    );
 }

@@ -218,9 +218,31 @@ impl Hub {
                     .collect()
             })
             .unwrap_or_default();
+        let mut offline = false;
         for conn in conns {
-            self.unwatch_room(room, conn);
+            offline |= self
+                .unwatch_room(room, conn)
+                .is_some_and(|(_, now_offline)| now_offline);
         }
+        if offline {
+            self.to_room(
+                room,
+                None,
+                &ServerFrame::Presence {
+                    room_id: room,
+                    user_id: user,
+                    online: false,
+                },
+            );
+        }
+    }
+
+    /// Whether `conn` currently receives `room` (false after its user was removed).
+    pub fn watches_room(&self, room: RoomId, conn: u64) -> bool {
+        self.room_watchers
+            .read()
+            .get(&room)
+            .is_some_and(|w| w.contains_key(&conn))
     }
 
     pub fn online_in_room(&self, room: RoomId) -> Vec<UserId> {

@@ -165,7 +165,9 @@ impl Session {
                 room_id,
                 request_id,
             } => {
-                if !self.rooms.contains_key(&room_id) {
+                if !self.rooms.contains_key(&room_id)
+                    || !self.state.hub.watches_room(room_id, self.conn_id)
+                {
                     return err("NOT_SUBSCRIBED", "subscribe to the room first", &request_id);
                 }
                 if !self.state.rate.allow(self.user) {
@@ -182,7 +184,9 @@ impl Session {
                 room_id,
                 request_id,
             } => {
-                if !self.rooms.contains_key(&room_id) {
+                if !self.rooms.contains_key(&room_id)
+                    || !self.state.hub.watches_room(room_id, self.conn_id)
+                {
                     return err("NOT_SUBSCRIBED", "subscribe to the room first", &request_id);
                 }
                 let user_ids = self.state.hub.online_in_room(room_id);
