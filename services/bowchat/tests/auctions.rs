@@ -375,3 +375,71 @@ async fn soft_close_proxy_reserve_and_buy_now_over_the_wire() {
     assert_eq!(r["code"], "BID_TOO_LOW");
     assert!(r["minimum"].as_i64().unwrap() > 510);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_seller_cancels_and_only_before_the_first_bid() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    let seller = server.user("seller").await;
+    let bidder = server.user("bidder").await;
+    let quiet = server.auction(&seller, json!({})).await["id"]
+        .as_i64()
+        .unwrap();
+    let (status, body) = server
+        .post(
+            &format!("/api/auctions/{quiet}/cancel"),
+            Some(&bidder.token),
+            json!({}),
+        )
+        .await;
+    assert_eq!((status, body["code"].clone()), (403, json!("NOT_SELLER")));
+    let (status, _) = server
+        .post(
+            &format!("/api/auctions/{quiet}/cancel"),
+            Some(&seller.token),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (_, view) = server.get(&format!("/api/auctions/{quiet}"), None).await;
+    assert_eq!(view["phase"], "cancelled");
+
+    let busy = server.auction(&seller, json!({})).await["id"]
+        .as_i64()
+        .unwrap();
+    let (status, body) = server
+        .post(
+            &format!("/api/auctions/{busy}/bids"),
+            Some(&bidder.token),
+            json!({"amount": 100, "requestId": "x1"}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["accepted"].clone()),
+        (200, json!(true)),
+        "{body}"
+    );
+    let (status, body) = server
+        .post(
+            &format!("/api/auctions/{busy}/cancel"),
+            Some(&seller.token),
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["code"].clone()),
+        (409, json!("AUCTION_HAS_BIDS"))
+    );
+    // The REST retry of a bid is idempotent too.
+    let (status, body) = server
+        .post(
+            &format!("/api/auctions/{busy}/bids"),
+            Some(&bidder.token),
+            json!({"amount": 500, "requestId": "x1"}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["duplicate"].clone(), body["price"].clone()),
+        (200, json!(true), json!(100))
+    );
+}
