@@ -13,7 +13,6 @@ use anyhow::{bail, Context};
 use clap::Parser;
 use futures::{SinkExt, StreamExt};
 use serde_json::{json, Value};
-use tokio::sync::Mutex;
 use tokio_tungstenite::tungstenite::Message;
 
 #[derive(Parser)]
@@ -39,7 +38,6 @@ struct Stats {
     accepted: AtomicU64,
     rejected: AtomicU64,
     failed: AtomicU64,
-    latencies_us: Mutex<Vec<u64>>,
 }
 
 fn parse_stages(text: &str) -> anyhow::Result<Vec<(u64, usize)>> {
@@ -102,6 +100,7 @@ async fn session(
 }
 
 /// One virtual user: bids while `active` says it is within the current target.
+/// Returns its answer latencies in microseconds (kept locally: no shared lock per bid).
 async fn bidder(
     ws_url: String,
     auction: i64,
@@ -110,10 +109,11 @@ async fn bidder(
     stats: Arc<Stats>,
     timeout: Duration,
     deadline: Instant,
-) {
+) -> Vec<u64> {
+    let mut latencies = Vec::new();
     let Ok((mut ws, _)) = tokio_tungstenite::connect_async(&ws_url).await else {
         stats.failed.fetch_add(1, Ordering::Relaxed);
-        return;
+        return latencies;
     };
     let mut amount = 100i64;
     let mut n = 0u64;
@@ -133,7 +133,7 @@ async fn bidder(
             .is_err()
         {
             stats.failed.fetch_add(1, Ordering::Relaxed);
-            return;
+            return latencies;
         }
         let answer = tokio::time::timeout(timeout, async {
             while let Some(Ok(message)) = ws.next().await {
@@ -149,11 +149,7 @@ async fn bidder(
         .await;
         match answer {
             Ok(Some(result)) => {
-                stats
-                    .latencies_us
-                    .lock()
-                    .await
-                    .push(started.elapsed().as_micros() as u64);
+                latencies.push(started.elapsed().as_micros() as u64);
                 if result["accepted"] == true {
                     stats.accepted.fetch_add(1, Ordering::Relaxed);
                 } else if result["type"] == "BID_RESULT" {
@@ -167,10 +163,11 @@ async fn bidder(
             }
             _ => {
                 stats.failed.fetch_add(1, Ordering::Relaxed);
-                return;
+                return latencies;
             }
         }
     }
+    latencies
 }
 
 fn percentile(sorted: &[u64], p: f64) -> f64 {
@@ -238,11 +235,11 @@ async fn main() -> anyhow::Result<()> {
         from = *target;
     }
     active.store(0, Ordering::Relaxed);
+    let mut latencies = Vec::new();
     for task in tasks {
-        let _ = task.await;
+        latencies.extend(task.await.unwrap_or_default());
     }
     let elapsed = started.elapsed().as_secs_f64();
-    let mut latencies = stats.latencies_us.lock().await.clone();
     latencies.sort_unstable();
     let answered = latencies.len() as f64;
     let sent = stats.sent.load(Ordering::Relaxed);

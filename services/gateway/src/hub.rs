@@ -62,15 +62,11 @@ pub enum Answer {
     },
 }
 
-struct Conn {
-    user: UserId,
-    tx: mpsc::Sender<Outbound>,
-}
-
 pub struct Hub {
     pub gateway_id: String,
     next_conn: AtomicU64,
-    conns: RwLock<HashMap<u64, Conn>>,
+    /// The queue of each open socket.
+    conns: RwLock<HashMap<u64, mpsc::Sender<Outbound>>>,
     by_user: RwLock<HashMap<UserId, HashSet<u64>>>,
     auction_watchers: RwLock<HashMap<AuctionId, HashSet<u64>>>,
     room_watchers: RwLock<HashMap<RoomId, HashMap<u64, UserId>>>,
@@ -99,58 +95,46 @@ impl Hub {
 
     pub fn register(&self, user: UserId, tx: mpsc::Sender<Outbound>) -> u64 {
         let id = self.next_conn.fetch_add(1, Ordering::Relaxed);
-        self.conns.write().insert(id, Conn { user, tx });
+        self.conns.write().insert(id, tx);
         self.by_user.write().entry(user).or_default().insert(id);
         metrics().ws_connections.inc();
         id
     }
 
-    /// Forgets a socket; returns the rooms where its user is now offline.
-    pub fn unregister(&self, conn: u64) -> Vec<RoomId> {
-        let Some(removed) = self.conns.write().remove(&conn) else {
-            return Vec::new();
-        };
+    /// Forgets a socket and its subscriptions. The socket task calls this exactly
+    /// once, also after `send` dropped a slow client, and names what it watched so
+    /// no registry is scanned whole.
+    pub fn unregister(&self, conn: u64, user: UserId, auctions: &[AuctionId], rooms: &[RoomId]) {
+        self.conns.write().remove(&conn);
         metrics().ws_connections.dec();
         {
             let mut by_user = self.by_user.write();
-            if let Some(set) = by_user.get_mut(&removed.user) {
+            if let Some(set) = by_user.get_mut(&user) {
                 set.remove(&conn);
                 if set.is_empty() {
-                    by_user.remove(&removed.user);
+                    by_user.remove(&user);
                 }
             }
         }
-        self.auction_watchers.write().retain(|_, set| {
-            set.remove(&conn);
-            !set.is_empty()
-        });
-        let mut offline = Vec::new();
-        let mut rooms = self.room_watchers.write();
-        rooms.retain(|room, watchers| {
-            if watchers.remove(&conn).is_some() && !watchers.values().any(|u| *u == removed.user) {
-                offline.push(*room);
-            }
-            !watchers.is_empty()
-        });
-        drop(rooms);
-        for room in &offline {
-            self.to_room(
-                *room,
-                None,
-                &ServerFrame::Presence {
-                    room_id: *room,
-                    user_id: removed.user,
-                    online: false,
-                },
-            );
+        for auction in auctions {
+            self.unwatch_auction(*auction, conn);
         }
-        offline
+        for room in rooms {
+            if let Some((user, true)) = self.unwatch_room(*room, conn) {
+                let presence = ServerFrame::Presence {
+                    room_id: *room,
+                    user_id: user,
+                    online: false,
+                };
+                self.to_room(*room, None, &presence);
+            }
+        }
     }
 
     /// Queues `out` for `conn`; a full queue disconnects the slow client.
     fn send(&self, conn: u64, out: Outbound) {
         let full = match self.conns.read().get(&conn) {
-            Some(c) => match c.tx.try_send(out) {
+            Some(tx) => match tx.try_send(out) {
                 Ok(()) => false,
                 Err(mpsc::error::TrySendError::Full(_)) => true,
                 Err(mpsc::error::TrySendError::Closed(_)) => false,
@@ -162,7 +146,6 @@ impl Hub {
             metrics().slow_disconnects.inc();
             // Dropping the sender ends the socket task, which then unregisters.
             self.conns.write().remove(&conn);
-            metrics().ws_connections.dec();
         }
     }
 

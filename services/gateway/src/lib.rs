@@ -69,6 +69,38 @@ pub(crate) struct Shared {
     pub readiness: Arc<dyn Readiness>,
 }
 
+impl Shared {
+    /// Puts a command for the auction role on `auction-bid`, keyed by auction.
+    pub async fn send_auction(
+        &self,
+        command: &bowchat_auction::messages::AuctionCommand,
+    ) -> Result<(), BusError> {
+        self.publish_json(topics::AUCTION_BID, command.auction_id, command)
+            .await
+    }
+
+    /// Puts a command for the chat role on `chat-message`, keyed by room.
+    pub async fn send_chat(
+        &self,
+        command: &bowchat_chat::messages::ChatCommand,
+    ) -> Result<(), BusError> {
+        self.publish_json(topics::CHAT_MESSAGE, command.room_id, command)
+            .await
+    }
+
+    async fn publish_json<T: serde::Serialize>(
+        &self,
+        topic: &str,
+        key: i64,
+        value: &T,
+    ) -> Result<(), BusError> {
+        let payload = serde_json::to_vec(value).map_err(|e| BusError::Transport(e.to_string()))?;
+        self.bus
+            .publish(topic, &key.to_string(), bytes::Bytes::from(payload))
+            .await
+    }
+}
+
 #[derive(Clone)]
 pub(crate) struct AppState(pub Arc<Shared>);
 

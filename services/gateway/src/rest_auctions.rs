@@ -11,9 +11,7 @@ use bowchat_auction::engine::{validate_terms, AuctionTerms, IncrementRule, Phase
 use bowchat_auction::messages::{Action, AuctionCommand, CommandResult};
 use bowchat_auction::ports::{AuctionFilter, NewAuction};
 use bowchat_auction::AuctionView;
-use bowchat_bus::topics;
 use bowchat_model::{now_millis, AuctionId, Origin, PageQuery, UserId};
-use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::json;
 
@@ -170,7 +168,7 @@ async fn create(
         },
         action: Action::Register,
     };
-    publish(&state, &register).await?;
+    state.send_auction(&register).await?;
     Ok((StatusCode::CREATED, Json(AuctionView::of(&record))))
 }
 
@@ -311,19 +309,6 @@ fn command_response(
     })))
 }
 
-async fn publish(state: &AppState, command: &AuctionCommand) -> Result<(), ApiError> {
-    let payload = serde_json::to_vec(command).map_err(|e| ApiError::unavailable(e.to_string()))?;
-    state
-        .bus
-        .publish(
-            topics::AUCTION_BID,
-            &command.auction_id.to_string(),
-            Bytes::from(payload),
-        )
-        .await?;
-    Ok(())
-}
-
 /// Sends a command to the auction role and waits for its definite result.
 async fn submit(
     state: &AppState,
@@ -343,9 +328,9 @@ async fn submit(
         },
         action,
     };
-    if let Err(e) = publish(state, &command).await {
+    if let Err(e) = state.send_auction(&command).await {
         state.hub.forget_waiter(user, &request_id);
-        return Err(e);
+        return Err(e.into());
     }
     let timeout = Duration::from_millis(state.config.command_timeout_ms);
     match tokio::time::timeout(timeout, waiter).await {

@@ -8,11 +8,9 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
-use bowchat_bus::topics;
 use bowchat_chat::messages::{ChatAction, ChatCommand};
 use bowchat_chat::ports::{MemberRole, Room, RoomKind};
 use bowchat_model::{now_millis, Origin, PageQuery, RoomId, UserId};
-use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::json;
 
@@ -256,12 +254,7 @@ async fn send(
             body: body.body,
         },
     };
-    let payload = serde_json::to_vec(&command).map_err(|e| ApiError::unavailable(e.to_string()))?;
-    if let Err(e) = state
-        .bus
-        .publish(topics::CHAT_MESSAGE, &id.to_string(), Bytes::from(payload))
-        .await
-    {
+    if let Err(e) = state.send_chat(&command).await {
         state.hub.forget_waiter(caller.id, &request_id);
         return Err(e.into());
     }

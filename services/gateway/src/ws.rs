@@ -85,7 +85,7 @@ async fn run(
 
     let welcome = session.welcome();
     if send(&mut socket, &welcome).await.is_err() {
-        state.hub.unregister(conn_id);
+        session.close();
         return;
     }
     loop {

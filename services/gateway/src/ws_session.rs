@@ -7,10 +7,8 @@ use std::time::Instant;
 use bowchat_auction::messages::{Action, AuctionCommand};
 use bowchat_auction::AuctionView;
 use bowchat_auth::AccessClaims;
-use bowchat_bus::topics;
 use bowchat_chat::messages::{ChatAction, ChatCommand};
 use bowchat_model::{now_millis, AuctionId, Origin, PageQuery, RoomId, UserId};
-use bytes::Bytes;
 use serde_json::Number;
 
 use crate::frames::{amount, ClientFrame, ServerFrame};
@@ -76,7 +74,11 @@ impl Session {
     }
 
     pub fn close(&mut self) {
-        self.state.hub.unregister(self.conn_id);
+        let auctions: Vec<AuctionId> = self.auctions.keys().copied().collect();
+        let rooms: Vec<RoomId> = self.rooms.keys().copied().collect();
+        self.state
+            .hub
+            .unregister(self.conn_id, self.user, &auctions, &rooms);
     }
 
     fn origin(&self, request_id: String) -> Origin {
@@ -165,9 +167,7 @@ impl Session {
                 room_id,
                 request_id,
             } => {
-                if !self.rooms.contains_key(&room_id)
-                    || !self.state.hub.watches_room(room_id, self.conn_id)
-                {
+                if !self.state.hub.watches_room(room_id, self.conn_id) {
                     return err("NOT_SUBSCRIBED", "subscribe to the room first", &request_id);
                 }
                 if !self.state.rate.allow(self.user) {
@@ -184,9 +184,7 @@ impl Session {
                 room_id,
                 request_id,
             } => {
-                if !self.rooms.contains_key(&room_id)
-                    || !self.state.hub.watches_room(room_id, self.conn_id)
-                {
+                if !self.state.hub.watches_room(room_id, self.conn_id) {
                     return err("NOT_SUBSCRIBED", "subscribe to the room first", &request_id);
                 }
                 let user_ids = self.state.hub.online_in_room(room_id);
@@ -460,21 +458,8 @@ impl Session {
             origin: self.origin(request_id.clone()),
             action,
         };
-        let payload = match serde_json::to_vec(&command) {
-            Ok(p) => p,
-            Err(e) => return err("INTERNAL", e.to_string(), &rid),
-        };
         self.in_flight.insert(request_id.clone(), Instant::now());
-        if let Err(e) = self
-            .state
-            .bus
-            .publish(
-                topics::AUCTION_BID,
-                &auction_id.to_string(),
-                Bytes::from(payload),
-            )
-            .await
-        {
+        if let Err(e) = self.state.send_auction(&command).await {
             self.in_flight.remove(&request_id);
             tracing::error!(error = %e, "cannot publish a bid");
             return err("UNAVAILABLE", "cannot take bids right now, retry", &rid);
@@ -536,20 +521,7 @@ impl Session {
             origin: self.origin(rid),
             action,
         };
-        let payload = match serde_json::to_vec(&command) {
-            Ok(p) => p,
-            Err(e) => return err("INTERNAL", e.to_string(), request_id),
-        };
-        if let Err(e) = self
-            .state
-            .bus
-            .publish(
-                topics::CHAT_MESSAGE,
-                &room_id.to_string(),
-                Bytes::from(payload),
-            )
-            .await
-        {
+        if let Err(e) = self.state.send_chat(&command).await {
             tracing::error!(error = %e, "cannot publish a chat command");
             return err(
                 "UNAVAILABLE",
