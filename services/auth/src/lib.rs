@@ -15,5 +15,7 @@ pub mod tokens;
 pub use error::AuthError;
 pub use password::PasswordPolicy;
 pub use ports::{AuthRepoError, AuthRepository, RefreshRecord, User};
-pub use service::{AuthService, PublicUser, Session};
+pub use service::{
+    default_display_name, normalize_display_name, normalize_email, AuthService, PublicUser, Session,
+};
 pub use tokens::{AccessClaims, SigningKey, TokenConfig};

@@ -234,6 +234,13 @@ impl AuthService {
         decode_access(token, std::slice::from_ref(&self.key), &self.config)
     }
 
+    /// Opens a session for a user another login method has identified (a
+    /// social login); `TokenInvalid` when the account no longer exists.
+    pub async fn open_session_for(&self, id: UserId) -> Result<Session, AuthError> {
+        let user = self.repo.user(id).await?.ok_or(AuthError::TokenInvalid)?;
+        self.open_session(&user).await
+    }
+
     pub async fn user(&self, id: UserId) -> Result<Option<PublicUser>, AuthError> {
         Ok(self.repo.user(id).await?.as_ref().map(PublicUser::from))
     }
@@ -322,7 +329,7 @@ async fn run_blocking<T: Send + 'static>(
 /// Trims and lowercases; accepts exactly one '@' with non-empty parts, no
 /// whitespace or control characters, at most 254 characters. Deliverability
 /// is not checked here.
-pub(crate) fn normalize_email(email: &str) -> Result<String, AuthError> {
+pub fn normalize_email(email: &str) -> Result<String, AuthError> {
     let email = email.trim().to_lowercase();
     if email.is_empty() || email.chars().count() > MAX_EMAIL_CHARS {
         return Err(AuthError::InvalidEmail);
@@ -341,7 +348,7 @@ pub(crate) fn normalize_email(email: &str) -> Result<String, AuthError> {
 }
 
 /// Trims; 1 to 64 characters, no control characters.
-pub(crate) fn normalize_display_name(name: &str) -> Result<String, AuthError> {
+pub fn normalize_display_name(name: &str) -> Result<String, AuthError> {
     let name = name.trim();
     let len = name.chars().count();
     if len == 0 || len > MAX_DISPLAY_NAME_CHARS || name.chars().any(char::is_control) {
@@ -351,7 +358,7 @@ pub(crate) fn normalize_display_name(name: &str) -> Result<String, AuthError> {
 }
 
 /// The local part of a normalised email, cut to the display-name limit.
-fn default_display_name(email: &str) -> String {
+pub fn default_display_name(email: &str) -> String {
     let local = email.split('@').next().unwrap_or(email);
     local.chars().take(MAX_DISPLAY_NAME_CHARS).collect()
 }

@@ -76,6 +76,8 @@ pub struct AuthConfig {
     pub argon2_memory_kib: u32,
     pub argon2_iterations: u32,
     pub argon2_parallelism: u32,
+    /// Social login providers and the flow's limits (`[auth.social]`).
+    pub social: bowchat_social::SocialConfig,
 }
 
 impl Default for AuthConfig {
@@ -93,6 +95,7 @@ impl Default for AuthConfig {
             argon2_memory_kib: policy.memory_kib,
             argon2_iterations: policy.iterations,
             argon2_parallelism: policy.parallelism,
+            social: bowchat_social::SocialConfig::default(),
         }
     }
 }

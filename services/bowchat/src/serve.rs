@@ -10,8 +10,10 @@ use bowchat_auth::{AuthService, PasswordPolicy, TokenConfig};
 use bowchat_bus::{topics, Bus, InProcessBus};
 use bowchat_chat::{ChatRole, ChatRoleConfig};
 use bowchat_gateway::{GatewayDeps, Readiness};
+use bowchat_social::SocialLogin;
 use bowchat_store::{
     Db, SqliteAuctionRepository, SqliteAuthRepository, SqliteChatRepository, SqliteOptions,
+    SqliteSocialRepository,
 };
 use tracing::{info, warn};
 
@@ -159,20 +161,31 @@ pub async fn serve(config: Config, roles: Vec<Role>, demo: bool) -> anyhow::Resu
         db.close().await;
         return Ok(());
     }
+    // Bound first: social-login callbacks default to the address we listen on.
+    let listener = tokio::net::TcpListener::bind(&config.listen)
+        .await
+        .with_context(|| format!("binding {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    let social = Arc::new(
+        SocialLogin::new(
+            config.auth.social.clone(),
+            &format!("http://{addr}"),
+            Arc::new(SqliteSocialRepository::new(db.clone())),
+            auth.clone(),
+        )
+        .context("configuring social login")?,
+    );
     let app = bowchat_gateway::start(GatewayDeps {
         config: config.gateway.clone(),
         gateway_id: node_id.clone(),
         auth,
+        social,
         auctions,
         chat,
         bus,
         readiness: Arc::new(DbReadiness(db.clone())),
     })
     .await?;
-    let listener = tokio::net::TcpListener::bind(&config.listen)
-        .await
-        .with_context(|| format!("binding {}", config.listen))?;
-    let addr = listener.local_addr()?;
     info!(addr = %addr, node = %node_id, "listening");
     let (stopping_tx, mut stopping) = tokio::sync::watch::channel(false);
     let server = axum::serve(

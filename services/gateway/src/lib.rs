@@ -13,6 +13,7 @@ mod problem;
 mod rest_auctions;
 mod rest_auth;
 mod rest_rooms;
+mod rest_social;
 mod ws;
 mod ws_session;
 
@@ -32,6 +33,7 @@ use bowchat_auth::{AccessClaims, AuthService};
 use bowchat_bus::{topics, Bus, BusError};
 use bowchat_chat::ports::ChatRepository;
 use bowchat_model::UserId;
+use bowchat_social::SocialLogin;
 use serde_json::json;
 
 pub use config::GatewayConfig;
@@ -51,6 +53,7 @@ pub struct GatewayDeps {
     pub config: GatewayConfig,
     pub gateway_id: String,
     pub auth: Arc<AuthService>,
+    pub social: Arc<SocialLogin>,
     pub auctions: Arc<dyn AuctionRepository>,
     pub chat: Arc<dyn ChatRepository>,
     pub bus: Arc<dyn Bus>,
@@ -60,6 +63,7 @@ pub struct GatewayDeps {
 pub(crate) struct Shared {
     pub config: GatewayConfig,
     pub auth: Arc<AuthService>,
+    pub social: Arc<SocialLogin>,
     pub auctions: Arc<dyn AuctionRepository>,
     pub chat: Arc<dyn ChatRepository>,
     pub bus: Arc<dyn Bus>,
@@ -133,6 +137,7 @@ pub async fn start(deps: GatewayDeps) -> Result<Router, BusError> {
         rate: RateLimiter::new(config.user_rate_per_sec, config.user_rate_burst),
         connections: ConnectionLimiter::new(config.max_connections_per_ip, config.max_connections),
         auth: deps.auth,
+        social: deps.social,
         auctions: deps.auctions,
         chat: deps.chat,
         bus: deps.bus,
@@ -150,6 +155,7 @@ fn router(state: AppState) -> Router {
         .merge(rest_auth::routes())
         .merge(rest_auctions::routes())
         .merge(rest_rooms::routes())
+        .merge(rest_social::routes())
         .route("/ws", get(ws::upgrade))
         .route("/metrics", get(metrics_text))
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))

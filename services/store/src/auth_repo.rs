@@ -31,7 +31,7 @@ impl SqliteAuthRepository {
     }
 }
 
-fn storage_error(e: sqlx::Error) -> AuthRepoError {
+pub(crate) fn storage_error(e: sqlx::Error) -> AuthRepoError {
     match e {
         sqlx::Error::Database(d) if d.is_unique_violation() => {
             AuthRepoError::Conflict(d.message().to_string())
@@ -42,7 +42,7 @@ fn storage_error(e: sqlx::Error) -> AuthRepoError {
 
 /// A row that does not decode into the expected types is corrupt data, not
 /// an outage: retrying will not help.
-fn corrupt(e: sqlx::Error) -> AuthRepoError {
+pub(crate) fn corrupt(e: sqlx::Error) -> AuthRepoError {
     AuthRepoError::Corrupt(e.to_string())
 }
 

@@ -6,6 +6,7 @@
 mod auction_repo;
 mod auth_repo;
 mod chat_repo;
+mod social_repo;
 
 use std::path::Path;
 use std::str::FromStr;
@@ -18,6 +19,7 @@ use sqlx::sqlite::{
 pub use auction_repo::SqliteAuctionRepository;
 pub use auth_repo::SqliteAuthRepository;
 pub use chat_repo::SqliteChatRepository;
+pub use social_repo::SqliteSocialRepository;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
