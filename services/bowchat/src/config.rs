@@ -154,6 +154,17 @@ impl Default for SqliteConfig {
 }
 
 impl Config {
+    /// A copy safe to print: provider client secrets are masked.
+    pub fn redacted(&self) -> Config {
+        let mut config = self.clone();
+        for provider in config.auth.social.providers.values_mut() {
+            if !provider.client_secret.is_empty() {
+                provider.client_secret = "<redacted>".into();
+            }
+        }
+        config
+    }
+
     /// Defaults, then `file` (if given, it must exist), then the environment.
     pub fn load(file: Option<&Path>) -> Result<Config, Box<figment::Error>> {
         let mut figment = Figment::from(Serialized::defaults(Config::default()));

@@ -50,7 +50,7 @@ fn main() -> anyhow::Result<()> {
     let mut config = Config::load(cli.config.as_deref())?;
     match cli.command {
         Some(Command::Config) => {
-            println!("{}", serde_json::to_string_pretty(&config)?);
+            println!("{}", serde_json::to_string_pretty(&config.redacted())?);
             Ok(())
         }
         command => {

@@ -50,6 +50,19 @@ struct IdTokenField {
 }
 impl ExtraTokenFields for IdTokenField {}
 type TokenAnswer = StandardTokenResponse<IdTokenField, BasicTokenType>;
+/// An `oauth2` client with the authorization and token endpoints set.
+type CodeClient = oauth2::Client<
+    BasicErrorResponse,
+    TokenAnswer,
+    BasicTokenIntrospectionResponse,
+    StandardRevocableToken,
+    BasicRevocationErrorResponse,
+    oauth2::EndpointSet,
+    oauth2::EndpointNotSet,
+    oauth2::EndpointNotSet,
+    oauth2::EndpointNotSet,
+    oauth2::EndpointSet,
+>;
 
 #[derive(Debug, Deserialize)]
 struct Discovery {
@@ -159,25 +172,7 @@ impl Provider {
         }
     }
 
-    fn client(
-        &self,
-        auth_url: &str,
-        token_url: &str,
-    ) -> Result<
-        oauth2::Client<
-            BasicErrorResponse,
-            TokenAnswer,
-            BasicTokenIntrospectionResponse,
-            StandardRevocableToken,
-            BasicRevocationErrorResponse,
-            oauth2::EndpointSet,
-            oauth2::EndpointNotSet,
-            oauth2::EndpointNotSet,
-            oauth2::EndpointNotSet,
-            oauth2::EndpointSet,
-        >,
-        SocialError,
-    > {
+    fn client(&self, auth_url: &str, token_url: &str) -> Result<CodeClient, SocialError> {
         let bad = |e: oauth2::url::ParseError| SocialError::Config(format!("provider URL: {e}"));
         Ok(
             oauth2::Client::new(ClientId::new(self.settings.client_id.clone()))
