@@ -95,7 +95,13 @@ impl Cleanup<'_> {
         );
         // Deleting the CRD deletes its objects (the apiserver's own finalizer).
         k.output(
-            &["delete", "crd", &self.crd, "--ignore-not-found", "--wait=true"],
+            &[
+                "delete",
+                "crd",
+                &self.crd,
+                "--ignore-not-found",
+                "--wait=true",
+            ],
             None,
         );
         k.output(&["delete", "namespace", ns, "--wait=false"], None);
@@ -242,7 +248,13 @@ fn apiserver_stores_and_validates_crds_custom_objects_and_deployments() {
     assert!(established, "{crd_back}");
     assert_eq!(crd_back["spec"]["names"]["kind"], "Auction");
 
-    let auction_back = k.json(&["get", &format!("auctions.{group}"), "vintage-bow", "-n", &ns]);
+    let auction_back = k.json(&[
+        "get",
+        &format!("auctions.{group}"),
+        "vintage-bow",
+        "-n",
+        &ns,
+    ]);
     assert_eq!(auction_back["spec"]["title"], "Vintage bow");
     assert_eq!(auction_back["spec"]["reservePrice"], 5000);
     assert!(auction_back["metadata"]["uid"].is_string());
