@@ -37,12 +37,16 @@ ready() {
 # The hash of a build module's pins: a change of go.mod/go.sum means a rebuild.
 pins() { cat "$1/go.mod" "$1/go.sum" | sha256sum | cut -d' ' -f1; }
 
+# built MODULE_DIR OUT_DIR: OUT_DIR holds a build of the module's current pins.
+built() { [ -f "$2/.pins" ] && [ "$(cat "$2/.pins")" = "$(pins "$1")" ]; }
+
 # go_build MODULE_DIR OUT_DIR LDFLAGS PACKAGE...: build into OUT_DIR unless it holds
 # a build of the same pins; binaries appear only when all of them are built.
 go_build() {
+  built "$here/kube" "$bindir" && built "$here/helm" "$helmdir" && return 0
   local mod="$1" out="$2" ldflags="$3"; shift 3
+  built "$mod" "$out" && return 0
   local want; want="$(pins "$mod")"
-  [ -f "$out/.pins" ] && [ "$(cat "$out/.pins")" = "$want" ] && return 0
   echo "testenv: building $* with $(go version | cut -d' ' -f3) (cold: many minutes)" >&2
   local tmp="$out.tmp"
   rm -rf "$tmp" && mkdir -p "$tmp"
@@ -56,6 +60,7 @@ go_build() {
 }
 
 build() {
+  built "$here/kube" "$bindir" && built "$here/helm" "$helmdir" && return 0
   # One build at a time, also when two `up`s race.
   exec 9>"$cache/.build.lock"
   flock 9
