@@ -57,7 +57,14 @@ pub struct PartitionLag {
 }
 
 impl PartitionLag {
-    fn new(group: &str, topic: &str, partition: u32, committed: Option<u64>, low: u64, high: u64) -> Self {
+    fn new(
+        group: &str,
+        topic: &str,
+        partition: u32,
+        committed: Option<u64>,
+        low: u64,
+        high: u64,
+    ) -> Self {
         let from = committed.unwrap_or(low).max(low);
         Self {
             group: group.to_string(),
@@ -161,7 +168,42 @@ impl KafkaAdmin {
                 }
             }
         }
+        self.wait_ready(&full).await?;
         Ok(ensured)
+    }
+
+    /// Waits until every topic has a leader for each partition, so a caller can
+    /// publish at once after `ensure_topics`.
+    async fn wait_ready(&self, full: &[String]) -> Result<(), AdminError> {
+        let deadline = tokio::time::Instant::now() + self.config.admin_timeout();
+        for name in full {
+            loop {
+                let probe = self.probe.clone();
+                let lookup = name.clone();
+                let timeout = self.config.admin_timeout();
+                let metadata = blocking(move || probe.fetch_metadata(Some(&lookup), timeout))
+                    .await?
+                    .map_err(kafka)?;
+                let ready = metadata.topics().iter().any(|t| {
+                    t.name() == name
+                        && t.error().is_none()
+                        && !t.partitions().is_empty()
+                        && t.partitions()
+                            .iter()
+                            .all(|p| p.leader() >= 0 && p.error().is_none())
+                });
+                if ready {
+                    break;
+                }
+                if tokio::time::Instant::now() >= deadline {
+                    return Err(AdminError::Kafka(format!(
+                        "{name}: no leader after creation"
+                    )));
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        Ok(())
     }
 
     /// Partition count of `topic` (logical name), fresh from the brokers.
@@ -174,9 +216,7 @@ impl KafkaAdmin {
             .await?
             .map_err(kafka)?;
         match metadata.topics().iter().find(|t| t.name() == full) {
-            Some(t) if t.error().is_none() && !t.partitions().is_empty() => {
-                Ok(t.partitions().len() as u32)
-            }
+            Some(t) if !t.partitions().is_empty() => Ok(t.partitions().len() as u32),
             _ => Err(AdminError::UnknownTopic(topic.to_string())),
         }
     }
@@ -241,9 +281,7 @@ impl KafkaAdmin {
                 .collect();
             (0..partitions as i32)
                 .map(|p| {
-                    let (low, high) = probe
-                        .fetch_watermarks(&full, p, timeout)
-                        .map_err(kafka)?;
+                    let (low, high) = probe.fetch_watermarks(&full, p, timeout).map_err(kafka)?;
                     Ok(PartitionLag::new(
                         &group,
                         &topic,
@@ -283,7 +321,9 @@ impl KafkaAdmin {
 
 /// librdkafka's metadata and offset calls block; keep them off the async
 /// scheduler's threads.
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, AdminError> {
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, AdminError> {
     tokio::task::spawn_blocking(f).await.map_err(kafka)
 }
 

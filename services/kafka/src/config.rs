@@ -112,7 +112,10 @@ impl KafkaConfig {
             return fail("consumer_concurrency", "must be at least 1");
         }
         if self.delivery_timeout_ms < self.request_timeout_ms {
-            return fail("delivery_timeout_ms", "must not be below request_timeout_ms");
+            return fail(
+                "delivery_timeout_ms",
+                "must not be below request_timeout_ms",
+            );
         }
         Ok(())
     }
@@ -124,7 +127,8 @@ impl KafkaConfig {
 
     /// The logical name of a broker-side topic (the prefix removed).
     pub fn logical_name<'a>(&self, full: &'a str) -> &'a str {
-        full.strip_prefix(self.topic_prefix.as_str()).unwrap_or(full)
+        full.strip_prefix(self.topic_prefix.as_str())
+            .unwrap_or(full)
     }
 
     pub fn admin_timeout(&self) -> Duration {
@@ -171,7 +175,10 @@ impl KafkaConfig {
             .set("auto.offset.reset", self.auto_offset_reset.as_str())
             .set("partition.assignment.strategy", "cooperative-sticky")
             .set("session.timeout.ms", self.session_timeout_ms.to_string())
-            .set("max.poll.interval.ms", self.max_poll_interval_ms.to_string());
+            .set(
+                "max.poll.interval.ms",
+                self.max_poll_interval_ms.to_string(),
+            );
         c
     }
 

@@ -149,13 +149,7 @@ impl KafkaConsumer {
 
     /// Partitions this member owns now, sorted.
     pub fn assignment(&self) -> Vec<u32> {
-        let mut owned: Vec<u32> = self
-            .state
-            .lock()
-            .owned
-            .keys()
-            .map(|p| *p as u32)
-            .collect();
+        let mut owned: Vec<u32> = self.state.lock().owned.keys().map(|p| *p as u32).collect();
         owned.sort_unstable();
         owned
     }
@@ -186,7 +180,11 @@ impl KafkaConsumer {
 
     /// Like [`Consumer::poll`] but gives up after `wait` with an empty batch.
     /// Rebalances are served while waiting.
-    pub async fn poll_timeout(&mut self, max: usize, wait: Duration) -> Result<Vec<Record>, BusError> {
+    pub async fn poll_timeout(
+        &mut self,
+        max: usize,
+        wait: Duration,
+    ) -> Result<Vec<Record>, BusError> {
         match tokio::time::timeout(wait, self.poll(max)).await {
             Ok(polled) => polled,
             Err(_) => Ok(Vec::new()),
@@ -352,15 +350,21 @@ mod tests {
     #[test]
     fn generation_errors_fence_and_others_do_not() {
         assert!(matches!(
-            commit_error(KafkaError::ConsumerCommit(RDKafkaErrorCode::IllegalGeneration)),
+            commit_error(KafkaError::ConsumerCommit(
+                RDKafkaErrorCode::IllegalGeneration
+            )),
             BusError::Fenced
         ));
         assert!(matches!(
-            commit_error(KafkaError::ConsumerCommit(RDKafkaErrorCode::UnknownMemberId)),
+            commit_error(KafkaError::ConsumerCommit(
+                RDKafkaErrorCode::UnknownMemberId
+            )),
             BusError::Fenced
         ));
         assert!(matches!(
-            commit_error(KafkaError::ConsumerCommit(RDKafkaErrorCode::RequestTimedOut)),
+            commit_error(KafkaError::ConsumerCommit(
+                RDKafkaErrorCode::RequestTimedOut
+            )),
             BusError::Transport(_)
         ));
     }

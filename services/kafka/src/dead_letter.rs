@@ -56,14 +56,15 @@ impl DeadLetter {
             (HEADER_OFFSET, self.original_offset.to_string()),
             (HEADER_ATTEMPTS, self.attempts.to_string()),
         ];
-        values
-            .iter()
-            .fold(OwnedHeaders::new_with_capacity(values.len()), |h, (k, v)| {
+        values.iter().fold(
+            OwnedHeaders::new_with_capacity(values.len()),
+            |h, (k, v)| {
                 h.insert(Header {
                     key: k,
                     value: Some(v.as_str()),
                 })
-            })
+            },
+        )
     }
 
     /// Reads the headers back; `None` when one is missing or malformed.
@@ -170,10 +171,13 @@ pub async fn replay_dead_letters(
     // Drop empty partitions (high watermark 0 or already consumed).
     remaining.retain(|_, high| *high > 0);
     while !remaining.is_empty() {
-        let message = tokio::time::timeout(Duration::from_millis(config.delivery_timeout_ms), consumer.recv())
-            .await
-            .map_err(|_| BusError::Transport(format!("{dlt}: replay stalled")))?
-            .map_err(transport)?;
+        let message = tokio::time::timeout(
+            Duration::from_millis(config.delivery_timeout_ms),
+            consumer.recv(),
+        )
+        .await
+        .map_err(|_| BusError::Transport(format!("{dlt}: replay stalled")))?
+        .map_err(transport)?;
         let partition = message.partition();
         let offset = message.offset();
         let Some(end) = remaining.get(&partition).copied() else {
@@ -203,16 +207,23 @@ pub async fn replay_dead_letters(
             None => report.without_headers += 1,
         }
         let mut tpl = TopicPartitionList::new();
-        tpl.add_partition_offset(&config.topic_name(&dlt), partition, Offset::Offset(offset + 1))
-            .map_err(transport)?;
-        consumer
-            .commit(&tpl, CommitMode::Sync)
-            .map_err(transport)?;
+        tpl.add_partition_offset(
+            &config.topic_name(&dlt),
+            partition,
+            Offset::Offset(offset + 1),
+        )
+        .map_err(transport)?;
+        consumer.commit(&tpl, CommitMode::Sync).map_err(transport)?;
         if offset + 1 >= end {
             remaining.remove(&partition);
         }
     }
-    info!(topic, replayed = report.replayed.len(), without_headers = report.without_headers, "dead letters replayed");
+    info!(
+        topic,
+        replayed = report.replayed.len(),
+        without_headers = report.without_headers,
+        "dead letters replayed"
+    );
     Ok(report)
 }
 

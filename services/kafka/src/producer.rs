@@ -237,8 +237,14 @@ fn partition_count_blocking(
         .iter()
         .find(|t| t.name() == full)
         .ok_or_else(|| BusError::UnknownTopic(full.to_string()))?;
-    if topic.error().is_some() || topic.partitions().is_empty() {
-        return Err(BusError::UnknownTopic(full.to_string()));
+    if !topic.partitions().is_empty() {
+        // A leader election in progress still lists every partition.
+        return Ok(topic.partitions().len() as u32);
     }
-    Ok(topic.partitions().len() as u32)
+    match topic.error().map(RDKafkaErrorCode::from) {
+        None | Some(RDKafkaErrorCode::UnknownTopicOrPartition) => {
+            Err(BusError::UnknownTopic(full.to_string()))
+        }
+        Some(code) => Err(BusError::Transport(format!("{full}: {code}"))),
+    }
 }
