@@ -235,7 +235,10 @@ impl KafkaConsumer {
         while self.pending.len() < max {
             let next = match self.inner.recv().now_or_never() {
                 Some(Ok(message)) => self.to_record(&message),
-                Some(Err(e)) => return Err(consume_error(e)),
+                Some(Err(e)) => {
+                    consume_error(&self.topic, e)?;
+                    break;
+                }
                 None => break,
             };
             self.pending.push_back(next);
@@ -265,7 +268,10 @@ impl Consumer for KafkaConsumer {
             }
             let first = match self.inner.recv().await {
                 Ok(message) => self.to_record(&message),
-                Err(e) => return Err(consume_error(e)),
+                Err(e) => {
+                    consume_error(&self.topic, e)?;
+                    continue;
+                }
             };
             self.pending.push_back(first);
             self.drain_ready(max)?;
@@ -305,11 +311,27 @@ impl Consumer for KafkaConsumer {
             )
             .map_err(transport)?;
         }
-        let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || inner.commit(&tpl, CommitMode::Sync))
-            .await
-            .map_err(|e| BusError::Transport(e.to_string()))?
-            .map_err(commit_error)
+        // Transient failures (a broker restarting) are retried with backoff;
+        // a generation error is final.
+        let mut backoff = Duration::from_millis(100);
+        let give_up = tokio::time::Instant::now() + self.timeout;
+        loop {
+            let inner = self.inner.clone();
+            let attempt = tpl.clone();
+            let result =
+                tokio::task::spawn_blocking(move || inner.commit(&attempt, CommitMode::Sync))
+                    .await
+                    .map_err(|e| BusError::Transport(e.to_string()))?
+                    .map_err(commit_error);
+            match result {
+                Err(BusError::Transport(e)) if tokio::time::Instant::now() + backoff < give_up => {
+                    warn!(topic = %self.topic, error = %e, "commit failed; retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                }
+                other => return other,
+            }
+        }
     }
 }
 
@@ -333,13 +355,20 @@ fn commit_error(e: KafkaError) -> BusError {
     }
 }
 
-fn consume_error(e: KafkaError) -> BusError {
+/// Errors a poll reports. Only a lost membership or a deleted topic ends
+/// polling; broker outages are logged and waited out, because librdkafka
+/// reconnects and resumes fetching on its own (a role must survive a broker
+/// restart).
+fn consume_error(topic: &str, e: KafkaError) -> Result<(), BusError> {
     match e.rdkafka_error_code() {
         Some(RDKafkaErrorCode::UnknownTopicOrPartition | RDKafkaErrorCode::UnknownTopic) => {
-            BusError::UnknownTopic(e.to_string())
+            Err(BusError::UnknownTopic(topic.to_string()))
         }
-        Some(code) if is_fencing(code) => BusError::Fenced,
-        _ => BusError::Transport(format!("consume: {e}")),
+        Some(code) if is_fencing(code) => Err(BusError::Fenced),
+        _ => {
+            warn!(topic, error = %e, "consumer error; waiting for the broker");
+            Ok(())
+        }
     }
 }
 
@@ -366,6 +395,17 @@ mod tests {
                 RDKafkaErrorCode::RequestTimedOut
             )),
             BusError::Transport(_)
+        ));
+    }
+
+    #[test]
+    fn broker_outages_do_not_end_polling() {
+        let outage = KafkaError::MessageConsumption(RDKafkaErrorCode::AllBrokersDown);
+        assert!(consume_error("t", outage).is_ok());
+        let gone = KafkaError::MessageConsumption(RDKafkaErrorCode::UnknownTopicOrPartition);
+        assert!(matches!(
+            consume_error("t", gone),
+            Err(BusError::UnknownTopic(t)) if t == "t"
         ));
     }
 }
