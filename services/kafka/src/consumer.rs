@@ -194,23 +194,28 @@ impl KafkaConsumer {
     /// Seeks newly assigned partitions to their stored offsets and forgets
     /// buffered records of partitions this member no longer owns.
     async fn settle_assignment(&mut self) -> Result<(), BusError> {
-        let fresh = std::mem::take(&mut self.state.lock().newly_assigned);
+        // Cloned, not taken: if this future is dropped while the store answers,
+        // the next poll seeks these partitions again.
+        let fresh = self.state.lock().newly_assigned.clone();
         if let (Some(stored), false) = (self.stored.clone(), fresh.is_empty()) {
             let partitions: Vec<u32> = fresh.iter().map(|p| *p as u32).collect();
-            match stored.next_offsets(&self.topic, &partitions).await {
-                Ok(offsets) => {
-                    for (partition, next) in offsets {
-                        self.seek_to_stored(partition, next)?;
-                    }
-                }
-                Err(e) => {
-                    // Handing out records from the group's commit could process
-                    // some twice against the store; try again on the next poll.
-                    self.state.lock().newly_assigned.extend(fresh);
-                    return Err(BusError::Transport(format!("stored offsets: {e}")));
+            // On error nothing is handed out: records from the group's commit
+            // could be processed twice against the store. The next poll retries.
+            let offsets = stored
+                .next_offsets(&self.topic, &partitions)
+                .await
+                .map_err(|e| BusError::Transport(format!("stored offsets: {e}")))?;
+            for (partition, next) in offsets {
+                // Revoked while the store answered: nothing to seek.
+                if self.state.lock().owned.contains_key(&(partition as i32)) {
+                    self.seek_to_stored(partition, next)?;
                 }
             }
         }
+        self.state
+            .lock()
+            .newly_assigned
+            .retain(|p| !fresh.contains(p));
         let state = self.state.lock();
         self.pending
             .retain(|r| state.owned.contains_key(&(r.partition as i32)));
