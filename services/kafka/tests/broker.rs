@@ -498,3 +498,35 @@ async fn assignment_resumes_from_stored_offsets_not_the_group_commit() {
     drop(c);
     env.cleanup().await;
 }
+
+#[tokio::test]
+async fn a_poll_dropped_by_select_loses_nothing() {
+    let env = Env::new(&[("ticks", 3)]).await;
+    let batch: Vec<(String, Bytes)> = (0..60)
+        .map(|i| {
+            let key = format!("auction-{}", i % 7);
+            let value = payload(&key, i);
+            (key, value)
+        })
+        .collect();
+    env.bus.publish_all("ticks", batch).await.unwrap();
+    // As the auction role does: poll races a timer, and the timer often wins.
+    let mut consumer: Box<dyn Consumer> = env.bus.subscribe("ticks", "timers").await.unwrap();
+    let started = Instant::now();
+    let mut seen: Vec<(u32, u64)> = Vec::new();
+    let mut timer_wins = 0;
+    while seen.len() < 60 {
+        assert!(started.elapsed() < WAIT, "only {} of 60", seen.len());
+        tokio::select! {
+            polled = consumer.poll(4) => {
+                seen.extend(polled.unwrap().iter().map(|r| (r.partition, r.offset)));
+            }
+            _ = tokio::time::sleep(Duration::from_millis(1)) => timer_wins += 1,
+        }
+    }
+    let unique: BTreeSet<(u32, u64)> = seen.iter().copied().collect();
+    assert_eq!(unique.len(), 60, "no record twice, none lost");
+    println!("{timer_wins} polls were dropped by the timer");
+    drop(consumer);
+    env.cleanup().await;
+}
