@@ -236,19 +236,18 @@ impl KafkaConsumer {
     }
 
     /// Moves what librdkafka already has into `pending`, without waiting.
-    fn drain_ready(&mut self, max: usize) -> Result<(), BusError> {
+    fn drain_ready(&mut self, max: usize) {
         while self.pending.len() < max {
             let next = match self.inner.recv().now_or_never() {
                 Some(Ok(message)) => self.to_record(&message),
                 Some(Err(e)) => {
-                    consume_error(&self.topic, e)?;
+                    log_consume_error(&self.topic, &e);
                     break;
                 }
                 None => break,
             };
             self.pending.push_back(next);
         }
-        Ok(())
     }
 }
 
@@ -274,12 +273,12 @@ impl Consumer for KafkaConsumer {
             let first = match self.inner.recv().await {
                 Ok(message) => self.to_record(&message),
                 Err(e) => {
-                    consume_error(&self.topic, e)?;
+                    log_consume_error(&self.topic, &e);
                     continue;
                 }
             };
             self.pending.push_back(first);
-            self.drain_ready(max)?;
+            self.drain_ready(max);
         }
     }
 
@@ -360,20 +359,17 @@ fn commit_error(e: KafkaError) -> BusError {
     }
 }
 
-/// Errors a poll reports. Only a lost membership or a deleted topic ends
-/// polling; broker outages are logged and waited out, because librdkafka
-/// reconnects and resumes fetching on its own (a role must survive a broker
-/// restart).
-fn consume_error(topic: &str, e: KafkaError) -> Result<(), BusError> {
+/// Errors librdkafka reports while polling never end polling: it reconnects
+/// after a broker outage, rejoins the group after a generation error (the
+/// rebalance callbacks then say which partitions this member lost, and a commit
+/// for them is `Fenced`), and re-reads metadata of a topic a restarting broker
+/// does not know yet. A role must survive all of these, so they are logged.
+fn log_consume_error(topic: &str, e: &KafkaError) {
     match e.rdkafka_error_code() {
-        Some(RDKafkaErrorCode::UnknownTopicOrPartition | RDKafkaErrorCode::UnknownTopic) => {
-            Err(BusError::UnknownTopic(topic.to_string()))
+        Some(code) if is_fencing(code) => {
+            info!(topic, error = %e, "group membership changing; rejoining")
         }
-        Some(code) if is_fencing(code) => Err(BusError::Fenced),
-        _ => {
-            warn!(topic, error = %e, "consumer error; waiting for the broker");
-            Ok(())
-        }
+        _ => warn!(topic, error = %e, "consumer error; waiting for the broker"),
     }
 }
 
@@ -400,17 +396,6 @@ mod tests {
                 RDKafkaErrorCode::RequestTimedOut
             )),
             BusError::Transport(_)
-        ));
-    }
-
-    #[test]
-    fn broker_outages_do_not_end_polling() {
-        let outage = KafkaError::MessageConsumption(RDKafkaErrorCode::AllBrokersDown);
-        assert!(consume_error("t", outage).is_ok());
-        let gone = KafkaError::MessageConsumption(RDKafkaErrorCode::UnknownTopicOrPartition);
-        assert!(matches!(
-            consume_error("t", gone),
-            Err(BusError::UnknownTopic(t)) if t == "t"
         ));
     }
 }
