@@ -19,7 +19,7 @@
 //! Kafka commit, decides where processing resumes. The Kafka commit then only
 //! feeds lag metrics. [`KafkaConsumer::seek_to_stored`] does the same by hand.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -283,28 +283,14 @@ impl Consumer for KafkaConsumer {
     }
 
     async fn commit(&mut self, records: &[Record]) -> Result<(), BusError> {
-        let mut next: HashMap<u32, u64> = HashMap::new();
-        for r in records {
-            let n = next.entry(r.partition).or_insert(0);
-            *n = (*n).max(r.offset + 1);
-        }
+        let next = next_offsets(records);
         if next.is_empty() {
             return Ok(());
         }
-        {
-            let state = self.state.lock();
-            let fenced: HashSet<u32> = next
-                .keys()
-                .copied()
-                .filter(|p| {
-                    let now = state.owned.get(&(*p as i32));
-                    now.is_none() || now != self.handed_out.get(p)
-                })
-                .collect();
-            if !fenced.is_empty() {
-                warn!(topic = %self.topic, ?fenced, "commit refused: partitions lost in a rebalance");
-                return Err(BusError::Fenced);
-            }
+        let fenced = fenced_partitions(&self.state.lock().owned, &self.handed_out, next.keys());
+        if !fenced.is_empty() {
+            warn!(topic = %self.topic, ?fenced, "commit refused: partitions lost in a rebalance");
+            return Err(BusError::Fenced);
         }
         let mut tpl = TopicPartitionList::new();
         for (partition, offset) in &next {
@@ -337,6 +323,32 @@ impl Consumer for KafkaConsumer {
             }
         }
     }
+}
+
+/// Per partition, the offset after the last of `records` (what Kafka commits).
+fn next_offsets(records: &[Record]) -> BTreeMap<u32, u64> {
+    let mut next = BTreeMap::new();
+    for r in records {
+        let n = next.entry(r.partition).or_insert(0);
+        *n = (*n).max(r.offset + 1);
+    }
+    next
+}
+
+/// Partitions among `partitions` this member no longer owns in the epoch it
+/// handed their records out in: revoked, or revoked and assigned again.
+fn fenced_partitions<'a>(
+    owned: &HashMap<i32, u64>,
+    handed_out: &HashMap<u32, u64>,
+    partitions: impl Iterator<Item = &'a u32>,
+) -> Vec<u32> {
+    partitions
+        .copied()
+        .filter(|p| match owned.get(&(*p as i32)) {
+            Some(epoch) => handed_out.get(p) != Some(epoch),
+            None => true,
+        })
+        .collect()
 }
 
 fn is_fencing(code: RDKafkaErrorCode) -> bool {
@@ -397,5 +409,41 @@ mod tests {
             )),
             BusError::Transport(_)
         ));
+    }
+
+    fn record(partition: u32, offset: u64) -> Record {
+        Record {
+            topic: "t".into(),
+            partition,
+            offset,
+            key: String::new(),
+            payload: Bytes::new(),
+        }
+    }
+
+    #[test]
+    fn commits_the_offset_after_the_last_record_per_partition() {
+        let next = next_offsets(&[record(0, 4), record(1, 9), record(0, 6), record(0, 5)]);
+        assert_eq!(next, BTreeMap::from([(0, 7), (1, 10)]));
+        assert!(next_offsets(&[]).is_empty());
+    }
+
+    #[test]
+    fn revoked_or_reassigned_partitions_are_fenced() {
+        // Owned: 0 since generation 1, 2 since generation 5 (revoked and assigned
+        // again after its records went out in generation 1); 1 was revoked.
+        let owned = HashMap::from([(0, 1), (2, 5)]);
+        let handed_out = HashMap::from([(0, 1), (1, 1), (2, 1)]);
+        assert!(fenced_partitions(&owned, &handed_out, [0].iter()).is_empty());
+        assert_eq!(
+            fenced_partitions(&owned, &handed_out, [0, 1].iter()),
+            vec![1]
+        );
+        assert_eq!(fenced_partitions(&owned, &handed_out, [2].iter()), vec![2]);
+        // Never handed out by this member: not its records to commit.
+        assert_eq!(
+            fenced_partitions(&owned, &HashMap::new(), [0].iter()),
+            vec![0]
+        );
     }
 }
