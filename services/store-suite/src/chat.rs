@@ -1,18 +1,13 @@
-//! `SqliteChatRepository` against a real SQLite file.
+//! `ChatRepository`: rooms, members, history pages, read markers and the
+//! atomic, sequence-checked batch commit.
 
-use std::path::Path;
+use std::sync::Arc;
 
 use bowchat_chat::messages::ChatMessage;
-use bowchat_chat::ports::{ChatBatch, ChatRepoError, ChatRepository, MemberRole, RoomKind};
+use bowchat_chat::ports::{ChatBatch, ChatRepoError, MemberRole, RoomKind};
 use bowchat_model::{PageQuery, RoomId, UserId};
-use bowchat_store::{Db, SqliteChatRepository, SqliteOptions};
 
-async fn open(path: &Path) -> SqliteChatRepository {
-    let db = Db::open(path, &SqliteOptions::default())
-        .await
-        .expect("open db");
-    SqliteChatRepository::new(db)
-}
+use crate::Store;
 
 fn msg(room: RoomId, seq: i64, sender: UserId) -> ChatMessage {
     ChatMessage {
@@ -44,10 +39,8 @@ fn page(before: Option<i64>, after: Option<i64>, limit: Option<u32>) -> PageQuer
     }
 }
 
-#[tokio::test]
-async fn history_pages_before_after_and_latest() {
-    let dir = tempfile::tempdir().unwrap();
-    let repo = open(&dir.path().join("chat.db")).await;
+pub async fn history_pages_before_after_and_latest(store: Arc<dyn Store>) {
+    let repo = store.open().await.chat;
     let room = repo.create_group("g", 1, &[2], 10).await.unwrap().id;
     // Three batches, as the role would store them.
     for range in [1..=10, 11..=11, 12..=25] {
@@ -106,10 +99,8 @@ async fn history_pages_before_after_and_latest() {
     assert_eq!(repo.get_room(room).await.unwrap().unwrap().last_seq, 25);
 }
 
-#[tokio::test]
-async fn direct_room_is_one_per_pair() {
-    let dir = tempfile::tempdir().unwrap();
-    let repo = open(&dir.path().join("chat.db")).await;
+pub async fn direct_room_is_one_per_pair(store: Arc<dyn Store>) {
+    let repo = store.open().await.chat;
     let first = repo.open_direct(1, 2, 10).await.unwrap();
     assert_eq!(first.kind, RoomKind::Direct);
     assert_eq!(repo.open_direct(1, 2, 20).await.unwrap(), first);
@@ -130,10 +121,8 @@ async fn direct_room_is_one_per_pair() {
     ));
 }
 
-#[tokio::test]
-async fn groups_members_and_joins() {
-    let dir = tempfile::tempdir().unwrap();
-    let repo = open(&dir.path().join("chat.db")).await;
+pub async fn groups_members_and_joins(store: Arc<dyn Store>) {
+    let repo = store.open().await.chat;
     let room = repo
         .create_group("team", 1, &[2, 3, 2, 1], 10)
         .await
@@ -187,10 +176,8 @@ async fn groups_members_and_joins() {
     assert_eq!(repo.members(room.id).await.unwrap().len(), 4);
 }
 
-#[tokio::test]
-async fn unread_counts_and_read_markers_never_move_back() {
-    let dir = tempfile::tempdir().unwrap();
-    let repo = open(&dir.path().join("chat.db")).await;
+pub async fn unread_counts_and_read_markers_never_move_back(store: Arc<dyn Store>) {
+    let repo = store.open().await.chat;
     let room = repo.create_group("g", 1, &[2, 3], 10).await.unwrap().id;
     let quiet = repo.create_group("quiet", 2, &[], 10).await.unwrap().id;
     repo.commit(&batch_of((1..=5).map(|s| msg(room, s, 1)).collect()))
@@ -240,10 +227,8 @@ async fn unread_counts_and_read_markers_never_move_back() {
     assert!(repo.rooms_of(42).await.unwrap().is_empty());
 }
 
-#[tokio::test]
-async fn a_failing_commit_stores_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let repo = open(&dir.path().join("chat.db")).await;
+pub async fn a_failing_commit_stores_nothing(store: Arc<dyn Store>) {
+    let repo = store.open().await.chat;
     let a = repo.create_group("a", 1, &[2], 10).await.unwrap().id;
     let b = repo.create_group("b", 1, &[2], 10).await.unwrap().id;
     repo.commit(&batch_of(vec![msg(a, 1, 1)])).await.unwrap();
@@ -304,10 +289,8 @@ async fn a_failing_commit_stores_nothing() {
     assert!(repo.member(b, 9).await.unwrap().is_some());
 }
 
-#[tokio::test]
-async fn dedupe_lookup_and_last_seqs() {
-    let dir = tempfile::tempdir().unwrap();
-    let repo = open(&dir.path().join("chat.db")).await;
+pub async fn dedupe_lookup_and_last_seqs(store: Arc<dyn Store>) {
+    let repo = store.open().await.chat;
     let room = repo.create_group("g", 1, &[2], 10).await.unwrap().id;
     let other = repo.create_group("h", 1, &[2], 10).await.unwrap().id;
     // More messages than one lookup query takes, from two senders.
