@@ -432,7 +432,7 @@ impl AuctionRepository for PgAuctionRepository {
         let mut offsets: Vec<&BusOffset> = batch.offsets.iter().collect();
         offsets.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
         for offset in offsets {
-            self.store_offset(&mut *tx, offset).await?;
+            self.store_offset(&mut tx, offset).await?;
         }
         let mut states: Vec<&(AuctionId, AuctionState)> = batch.states.iter().collect();
         states.sort_by_key(|(id, _)| *id);
