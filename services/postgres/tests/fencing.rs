@@ -215,6 +215,72 @@ async fn concurrent_batches_on_one_auction_serialize() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_racing_stale_batch_never_overwrites_a_newer_state() {
+    common::in_fresh_database(|url| async move {
+        let store = common::connect(&url).await;
+        let repo = store.auctions("bidders");
+        let mut stale_won = 0;
+        for round in 0..25u64 {
+            let record = repo
+                .create(new_auction(&format!("r{round}"), 1, None), 2_000)
+                .await
+                .unwrap();
+            let base = round * 10;
+            // The current owner stores two bids (records base, base + 1).
+            let mut state = record.state.clone();
+            let mut current = bid_batch(record.id, &mut state, &[(2, 100), (3, 110)], 3_000);
+            current.offsets = vec![offset(0, base + 2)];
+            // A stale owner answered record `base` with a rejection: no step,
+            // but it would write back the state it read before the bids.
+            let mut stale = AuctionBatch {
+                states: vec![(record.id, record.state.clone())],
+                offsets: vec![offset(0, base + 1)],
+                ..AuctionBatch::default()
+            };
+            stale.results.push(bowchat_auction::ports::StoredResult {
+                auction_id: record.id,
+                user_id: 9,
+                request_id: format!("stale-{round}"),
+                result: bowchat_auction::messages::CommandResult::rejected(
+                    "BID_TOO_LOW",
+                    "low",
+                    Some(100),
+                    None,
+                ),
+            });
+            let (rc, rs) = tokio::join!(
+                tokio::spawn({
+                    let repo = repo.clone();
+                    async move { repo.commit(&current).await }
+                }),
+                tokio::spawn({
+                    let repo = repo.clone();
+                    async move { repo.commit(&stale).await }
+                }),
+            );
+            rc.unwrap().expect("the current owner always commits");
+            match rs.unwrap() {
+                // It got in first: its write is older and the bids come after it.
+                Ok(()) => stale_won += 1,
+                Err(e) => assert!(is_fenced(&e), "round {round}: {e:?}"),
+            }
+            let stored = repo.get(record.id).await.unwrap().unwrap();
+            assert_eq!(
+                stored.state, state,
+                "round {round}: the bids are never undone"
+            );
+            assert_eq!(step_count(&repo, record.id).await, 2);
+            assert_eq!(
+                repo.offsets(TOPIC).await.unwrap(),
+                vec![offset(0, base + 2)]
+            );
+        }
+        println!("stale batch committed first in {stale_won} of 25 rounds");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn owners_of_different_partitions_commit_side_by_side() {
     common::in_fresh_database(|url| async move {
         let store = common::connect(&url).await;
