@@ -427,3 +427,49 @@ pub async fn deal_room_is_opened_once(store: Arc<dyn Store>) {
         Some(room)
     );
 }
+
+pub async fn concurrent_creates_with_one_external_id_make_one_auction(store: Arc<dyn Store>) {
+    let repos = store.open().await;
+    let repo = repos.auction;
+    let tasks: Vec<_> = (0..8)
+        .map(|i| {
+            let repo = repo.clone();
+            tokio::spawn(async move {
+                repo.create(new_auction("lamp", 7, Some("uid-9")), 500 + i)
+                    .await
+            })
+        })
+        .collect();
+    let mut records = Vec::new();
+    for task in tasks {
+        records.push(task.await.expect("join").expect("create"));
+    }
+    assert!(records.windows(2).all(|w| w[0] == w[1]), "{records:?}");
+    let all = repo
+        .list(&AuctionFilter {
+            limit: 100,
+            ..AuctionFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 1);
+    // One public room, not one per attempt.
+    assert_eq!(repos.chat.rooms_of(7).await.unwrap().len(), 1);
+
+    // Racing deal-room opens give one room too.
+    let record = records[0].clone();
+    let opens: Vec<_> = (0..6)
+        .map(|i| {
+            let repo = repo.clone();
+            let record = record.clone();
+            tokio::spawn(async move { repo.open_deal_room(&record, 5, 9_000 + i).await })
+        })
+        .collect();
+    let mut rooms = Vec::new();
+    for open in opens {
+        rooms.push(open.await.expect("join").expect("open"));
+    }
+    rooms.dedup();
+    assert_eq!(rooms.len(), 1, "{rooms:?}");
+    assert_eq!(repos.chat.rooms_of(5).await.unwrap().len(), 1);
+}

@@ -324,3 +324,30 @@ pub async fn dedupe_lookup_and_last_seqs(store: Arc<dyn Store>) {
     assert_eq!(seqs.len(), 2);
     assert_eq!((seqs[&room], seqs[&other]), (600, 1));
 }
+
+pub async fn concurrent_opens_of_a_pair_make_one_room(store: Arc<dyn Store>) {
+    let repo = store.open().await.chat;
+    let tasks: Vec<_> = (0..12)
+        .map(|i| {
+            let repo = repo.clone();
+            // Both orders of the pair, as the two users would open it.
+            let (a, b) = if i % 2 == 0 { (1, 2) } else { (2, 1) };
+            tokio::spawn(async move { repo.open_direct(a, b, 10 + i).await })
+        })
+        .collect();
+    let mut ids = Vec::new();
+    for task in tasks {
+        ids.push(task.await.expect("join").expect("open").id);
+    }
+    ids.dedup();
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    let members: Vec<UserId> = repo
+        .members(ids[0])
+        .await
+        .unwrap()
+        .iter()
+        .map(|m| m.user_id)
+        .collect();
+    assert_eq!(members, vec![1, 2]);
+    assert_eq!(repo.rooms_of(1).await.unwrap().len(), 1);
+}

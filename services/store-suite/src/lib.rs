@@ -58,6 +58,7 @@ macro_rules! conformance_tests {
             chat::unread_counts_and_read_markers_never_move_back,
             chat::a_failing_commit_stores_nothing,
             chat::dedupe_lookup_and_last_seqs,
+            chat::concurrent_opens_of_a_pair_make_one_room,
             social::a_pending_login_is_taken_once_and_expired_ones_are_swept,
             social::first_login_creates_a_linked_user_and_refuses_a_taken_email,
             social::tickets_are_single_use_and_kept_apart_by_kind,
@@ -67,6 +68,7 @@ macro_rules! conformance_tests {
             auction::steps_page_like_history,
             auction::results_answer_retries,
             auction::deal_room_is_opened_once,
+            auction::concurrent_creates_with_one_external_id_make_one_auction,
         );
     };
     (@each $harness:path; $($module:ident :: $name:ident),* $(,)?) => {
