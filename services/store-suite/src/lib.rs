@@ -62,6 +62,7 @@ macro_rules! conformance_tests {
             social::a_pending_login_is_taken_once_and_expired_ones_are_swept,
             social::first_login_creates_a_linked_user_and_refuses_a_taken_email,
             social::tickets_are_single_use_and_kept_apart_by_kind,
+            social::racing_first_logins_create_one_account,
             auction::create_is_idempotent_by_external_id,
             auction::list_filters_and_pages_newest_first,
             auction::commit_stores_states_steps_and_results,

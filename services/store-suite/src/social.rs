@@ -112,3 +112,31 @@ pub async fn tickets_are_single_use_and_kept_apart_by_kind(store: Arc<dyn Store>
         None
     );
 }
+
+pub async fn racing_first_logins_create_one_account(store: Arc<dyn Store>) {
+    let repo = store.open().await.social;
+    let tasks: Vec<_> = (0..8)
+        .map(|i| {
+            let repo = repo.clone();
+            tokio::spawn(async move {
+                repo.create_linked_user("sam@example.test", "Sam", "test", "sub-7", 10 + i)
+                    .await
+            })
+        })
+        .collect();
+    let mut created = Vec::new();
+    let mut linked = Vec::new();
+    for task in tasks {
+        match task.await.expect("join").expect("create") {
+            NewAccount::Created(user) => created.push(user.id),
+            NewAccount::AlreadyLinked(id) => linked.push(id),
+            NewAccount::EmailTaken => panic!("the email was taken by the same identity"),
+        }
+    }
+    assert_eq!(created.len(), 1, "{created:?} {linked:?}");
+    assert!(linked.iter().all(|id| *id == created[0]), "{linked:?}");
+    assert_eq!(
+        repo.identity_owner("test", "sub-7").await.unwrap(),
+        Some(created[0])
+    );
+}
