@@ -361,3 +361,40 @@ async fn migrations_are_idempotent() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settings_apply_to_every_pooled_connection() {
+    common::in_fresh_database(|url| async move {
+        let config = bowchat_postgres::PgConfig {
+            statement_timeout_ms: 300,
+            application_name: "bowchat-settings-test".into(),
+            ..common::config(&url)
+        };
+        let store = bowchat_postgres::PgStore::connect(&config).await.unwrap();
+        let mut conns = Vec::new();
+        for _ in 0..3 {
+            let mut conn = store.pool().acquire().await.unwrap();
+            let row = sqlx::query(
+                "SELECT current_setting('statement_timeout') AS t, current_setting('application_name') AS a",
+            )
+            .fetch_one(&mut *conn)
+            .await
+            .unwrap();
+            assert_eq!(row.get::<String, _>("t"), "300ms");
+            assert_eq!(row.get::<String, _>("a"), "bowchat-settings-test");
+            conns.push(conn);
+        }
+        drop(conns);
+        let slow = sqlx::query("SELECT pg_sleep(2)").execute(store.pool()).await;
+        let err = slow.expect_err("the statement timeout cancels a slow query");
+        assert!(err.to_string().contains("statement timeout"), "{err}");
+        // A malformed URL is an error, not a panic.
+        assert!(bowchat_postgres::PgStore::connect(&bowchat_postgres::PgConfig {
+            url: "not a url".into(),
+            ..config
+        })
+        .await
+        .is_err());
+    })
+    .await;
+}
