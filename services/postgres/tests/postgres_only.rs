@@ -1,6 +1,6 @@
 //! PostgreSQL-only behaviour on a real server: offsets stored with the batch
-//! fence a stale owner, concurrent batches on one auction serialize, and
-//! migrations can run again.
+//! fence a stale owner, concurrent batches on one auction serialize,
+//! migrations can run again, and pool settings reach every connection.
 
 mod common;
 
