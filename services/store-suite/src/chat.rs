@@ -351,3 +351,44 @@ pub async fn concurrent_opens_of_a_pair_make_one_room(store: Arc<dyn Store>) {
     assert_eq!(members, vec![1, 2]);
     assert_eq!(repo.rooms_of(1).await.unwrap().len(), 1);
 }
+
+pub async fn racing_batches_on_one_room_keep_one_sequence(store: Arc<dyn Store>) {
+    let repo = store.open().await.chat;
+    for round in 0..10 {
+        let room = repo
+            .create_group(&format!("g{round}"), 1, &[2, 3], 10)
+            .await
+            .unwrap()
+            .id;
+        // Two owners (before and after a rebalance) both continue from seq 0.
+        let batches = [
+            batch_of((1..=3).map(|s| msg(room, s, 2)).collect()),
+            batch_of((1..=2).map(|s| msg(room, s, 3)).collect()),
+        ];
+        let tasks: Vec<_> = batches
+            .iter()
+            .cloned()
+            .map(|batch| {
+                let repo = repo.clone();
+                tokio::spawn(async move { repo.commit(&batch).await })
+            })
+            .collect();
+        let mut outcomes = Vec::new();
+        for task in tasks {
+            outcomes.push(task.await.expect("join"));
+        }
+        let winners: Vec<usize> = (0..2).filter(|i| outcomes[*i].is_ok()).collect();
+        assert_eq!(winners.len(), 1, "round {round}: {outcomes:?}");
+        let loser = &outcomes[1 - winners[0]];
+        assert!(
+            matches!(loser, Err(ChatRepoError::Conflict(_))),
+            "{loser:?}"
+        );
+        let stored = repo.history(room, PageQuery::default(), 50).await.unwrap();
+        assert_eq!(stored, batches[winners[0]].messages);
+        assert_eq!(
+            repo.get_room(room).await.unwrap().unwrap().last_seq,
+            stored.len() as i64
+        );
+    }
+}

@@ -59,6 +59,7 @@ macro_rules! conformance_tests {
             chat::a_failing_commit_stores_nothing,
             chat::dedupe_lookup_and_last_seqs,
             chat::concurrent_opens_of_a_pair_make_one_room,
+            chat::racing_batches_on_one_room_keep_one_sequence,
             social::a_pending_login_is_taken_once_and_expired_ones_are_swept,
             social::first_login_creates_a_linked_user_and_refuses_a_taken_email,
             social::tickets_are_single_use_and_kept_apart_by_kind,
