@@ -31,8 +31,12 @@ async fn topic_produce_consume_in_a_group_and_commit() {
     let admin: AdminClient<DefaultClientContext> = config(&bootstrap).create().unwrap();
     let options = AdminOptions::new().operation_timeout(Some(TIMEOUT));
 
-    // auto.create.topics.enable=false: asking for an unknown topic creates nothing.
-    let probe: StreamConsumer = config(&bootstrap).create().unwrap();
+    // auto.create.topics.enable=false: even a client that asks the broker to
+    // create unknown topics on a metadata request gets none.
+    let probe: StreamConsumer = config(&bootstrap)
+        .set("allow.auto.create.topics", "true")
+        .create()
+        .unwrap();
     let metadata = probe
         .fetch_metadata(Some(&topic), TIMEOUT)
         .expect("metadata from the broker");
