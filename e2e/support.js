@@ -150,3 +150,33 @@ export async function screenshot(page, name) {
   await page.screenshot({ path: file, fullPage: false });
   return file;
 }
+
+/**
+ * A page of a new user in a browser of its own, registered through the UI's
+ * form; it records script errors and dialogs. `browsers` collects what to close.
+ */
+export async function signedInUser(server, browsers, name) {
+  const browser = await newBrowser();
+  browsers.push(browser);
+  const page = await browser.context.newPage();
+  page.errors = [];
+  page.dialogs = [];
+  page.on('pageerror', (e) => page.errors.push(e.message));
+  page.on('console', (m) => {
+    if (m.type() === 'error') page.errors.push(m.text());
+  });
+  page.on('dialog', (d) => {
+    page.dialogs.push(d.message());
+    d.dismiss().catch(() => {});
+  });
+  await page.goto(`${server.url}/`);
+  await page.waitForSelector('#register-form');
+  const form = page.locator('#register-form');
+  await form.getByLabel('Email').fill(`${name.toLowerCase().replace(/\W+/g, "-")}-${Date.now()}@e2e.test`);
+  await form.getByLabel('Display name').fill(name);
+  await form.getByLabel('Password').fill('e2e-password-1');
+  await form.getByRole('button', { name: 'Register' }).click();
+  await page.waitForSelector('#auction-list', { state: 'attached' });
+  await page.waitForFunction(() => document.body.dataset.connection === 'open');
+  return page;
+}

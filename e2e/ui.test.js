@@ -5,40 +5,13 @@
 
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { newBrowser, screenshot, Server } from './support.js';
+import { newBrowser, screenshot, Server, signedInUser } from './support.js';
 
 let server;
 const browsers = [];
 let seller;
 let bidder;
 let auctionId;
-
-/** A signed-in page of a new user, registered through the UI's form. */
-async function user(name) {
-  const browser = await newBrowser();
-  browsers.push(browser);
-  const page = await browser.context.newPage();
-  page.errors = [];
-  page.dialogs = [];
-  page.on('pageerror', (e) => page.errors.push(e.message));
-  page.on('console', (m) => {
-    if (m.type() === 'error') page.errors.push(m.text());
-  });
-  page.on('dialog', (d) => {
-    page.dialogs.push(d.message());
-    d.dismiss().catch(() => {});
-  });
-  await page.goto(`${server.url}/`);
-  await page.waitForSelector('#register-form');
-  const form = page.locator('#register-form');
-  await form.getByLabel('Email').fill(`${name.toLowerCase().replace(/\W+/g, "-")}-${Date.now()}@e2e.test`);
-  await form.getByLabel('Display name').fill(name);
-  await form.getByLabel('Password').fill('e2e-password-1');
-  await form.getByRole('button', { name: 'Register' }).click();
-  await page.waitForSelector('#auction-list', { state: 'attached' });
-  await page.waitForFunction(() => document.body.dataset.connection === 'open');
-  return page;
-}
 
 before(async () => {
   server = await Server.start();
@@ -63,8 +36,8 @@ test('login page renders with its forms and takes a screenshot', async () => {
 });
 
 test('seller creates an auction; the bidder bids; the seller sees the price within a second', async () => {
-  seller = await user('Seller Sam');
-  bidder = await user('Bidder Bo');
+  seller = await signedInUser(server, browsers, 'Seller Sam');
+  bidder = await signedInUser(server, browsers, 'Bidder Bo');
 
   await seller.click('text=Sell an item');
   const form = seller.locator('#create-form');

@@ -28,7 +28,8 @@ modules_current() {
 case "${1:-}" in
   up)
     mkdir -p "$state" "$cache"
-    apt_install chromium chromium-driver
+    # Korean UI strings need a CJK font, or screenshots show empty boxes.
+    apt_install chromium chromium-driver fonts-noto-cjk
     if ! modules_current; then
       # The npm cache lives with the other downloads; no browser download, no install scripts.
       (cd "$root/e2e" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 \

@@ -14,7 +14,7 @@ import { nameTag, userName } from './users.js';
 const PAGE = 50;
 const TYPING_SHOW_MS = 4000;
 const TYPING_SEND_MS = 2500;
-const ROOMS_REFRESH_MS = 15000;
+const ROOMS_REFRESH_MS = 10000;
 
 export class ChatPanel {
   constructor(root) {
@@ -241,6 +241,8 @@ export class ChatPanel {
       text(this.status, t('error.generic', { code: e.code }));
       return;
     }
+    // Opening an auction's room may be the first sign of a membership (own auction).
+    if (!this.rooms.has(id)) this.loadRooms();
     if (live.watchesRoom(id)) live.send({ type: 'PRESENCE', roomId: id });
     if (!isMember && !watched) live.watchRoom(id, active.last);
     this.markRead();
@@ -338,6 +340,8 @@ export class ChatPanel {
   }
 
   onResult(f) {
+    // Writing in a public room made us a member: it belongs in the list now.
+    if (f.accepted && !this.rooms.has(f.roomId)) this.loadRooms();
     const pending = this.active?.pending.get(f.requestId);
     if (!pending) return;
     if (!f.accepted) {
