@@ -117,6 +117,7 @@ export function renderAuction(main, id, { chat }) {
     const a = next;
     const isSeller = me()?.id === a.sellerId;
     text(title, a.title);
+    text(clock, countdown(a));
     text(description, a.description);
     if (first) replace(seller, nameTag(a.sellerId));
     text(phase, t(`auction.phase.${a.phase}`));

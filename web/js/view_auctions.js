@@ -9,6 +9,7 @@ import { live } from './socket.js';
 
 const FILTERS = ['all', 'open', 'scheduled', 'closed'];
 const PAGE = 50;
+const NEWEST_EVERY_MS = 15000;
 
 export function renderAuctions(main, filter, _ctx) {
   const phase = FILTERS.includes(filter) ? filter : 'all';
@@ -74,12 +75,13 @@ export function renderAuctions(main, filter, _ctx) {
     return entry;
   }
 
-  function add(auctions) {
-    for (const auction of auctions) {
+  function add(auctions, { atTop = false } = {}) {
+    for (const auction of atTop ? [...auctions].reverse() : auctions) {
       if (cards.has(auction.id)) continue;
       const entry = card(auction);
       cards.set(auction.id, entry);
-      list.append(entry.el);
+      if (atTop) list.prepend(entry.el);
+      else list.append(entry.el);
       live.watchAuction(auction.id);
     }
     text(status, cards.size ? '' : t('auctions.empty'));
@@ -102,6 +104,19 @@ export function renderAuctions(main, filter, _ctx) {
   more.addEventListener('click', load);
   load();
 
+  // New auctions have no live event of their own: look for them now and then.
+  async function newest() {
+    const query = new URLSearchParams({ limit: '20' });
+    if (phase !== 'all') query.set('phase', phase);
+    try {
+      const { items } = await api('GET', `/api/auctions?${query}`);
+      add(items.filter((a) => !cards.has(a.id) && (oldest === null || a.id > oldest)), { atTop: true });
+    } catch {
+      /* the next round tries again */
+    }
+  }
+  const poll = setInterval(newest, NEWEST_EVERY_MS);
+
   const offs = [
     live.on('AUCTION_UPDATE', (f) => cards.get(f.auction.id)?.update(f.auction)),
     live.on('AUCTION_CLOSED', (f) => cards.get(f.auction.id)?.update(f.auction)),
@@ -111,6 +126,7 @@ export function renderAuctions(main, filter, _ctx) {
     }),
   ];
   return () => {
+    clearInterval(poll);
     offs.forEach((off) => off());
     for (const id of cards.keys()) live.unwatchAuction(id);
   };
