@@ -78,15 +78,17 @@ export async function freePort() {
 
 /** The real server: target/debug/bowchat serve on 127.0.0.1:port with its own data dir. */
 export class Server {
-  constructor({ port, dataDir }) {
+  constructor({ port, dataDir, env = {} }) {
     this.port = port;
+    this.extraEnv = env;
     this.dataDir = dataDir || mkdtempSync(path.join(os.tmpdir(), 'bowchat-e2e-'));
     this.url = `http://127.0.0.1:${port}`;
     this.child = null;
   }
 
-  static async start() {
-    const server = new Server({ port: await freePort() });
+  /** `env`: extra settings, e.g. BOWCHAT_AUTH__SOCIAL__PROVIDERS__…. */
+  static async start(env = {}) {
+    const server = new Server({ port: await freePort(), env });
     await server.launch();
     return server;
   }
@@ -101,6 +103,7 @@ export class Server {
       BOWCHAT_AUTH__ARGON2_ITERATIONS: '1',
       BOWCHAT_GATEWAY__USER_RATE_PER_SEC: '10000',
       BOWCHAT_GATEWAY__USER_RATE_BURST: '10000',
+      ...this.extraEnv,
     };
     delete env.RUST_LOG;
     const child = spawn(binary, ['serve', '--listen', `127.0.0.1:${this.port}`, '--data-dir', this.dataDir], {
