@@ -148,7 +148,6 @@ export class ChatPanel {
           .then((name) => ({ key: 'chat.direct', vars: { name } }))
           .catch(() => ({ text: room.name }));
       } else if (room.kind === 'auction') promise = Promise.resolve({ key: 'chat.auctionRoom', vars: { title: room.name } });
-      else if (room.kind === 'deal') promise = Promise.resolve({ key: 'chat.deal', vars: { title: room.name } });
       else promise = Promise.resolve({ text: room.name });
       this.labels.set(room.id, promise);
     }

@@ -10,7 +10,6 @@ const STRINGS = {
     'nav.logout': 'Log out',
     'nav.signedInAs': 'Signed in as {name}',
     'banner.reconnecting': 'Connection lost. Reconnecting…',
-    'banner.offline': 'Offline. Retrying in {secs} s…',
     'login.title': 'Log in',
     'login.register': 'Create an account',
     'login.email': 'Email',
@@ -98,7 +97,6 @@ const STRINGS = {
     'chat.noRooms': 'No rooms yet.',
     'chat.auctionRoom': 'Auction chat: {title}',
     'chat.direct': 'Direct: {name}',
-    'chat.deal': 'Deal: {title}',
     'chat.unread': '{n} unread',
     'chat.message': 'Message',
     'chat.send': 'Send',
@@ -112,7 +110,6 @@ const STRINGS = {
     'chat.sending': 'sending…',
     'chat.empty': 'No messages yet. Say hello!',
     'chat.failed': 'Not sent: {code}',
-    'time.now': 'now',
   },
   ko: {
     'app.skip': '본문으로 건너뛰기',
@@ -122,7 +119,6 @@ const STRINGS = {
     'nav.logout': '로그아웃',
     'nav.signedInAs': '{name}님으로 로그인됨',
     'banner.reconnecting': '연결이 끊어졌습니다. 다시 연결하는 중…',
-    'banner.offline': '오프라인입니다. {secs}초 후 다시 시도합니다…',
     'login.title': '로그인',
     'login.register': '회원가입',
     'login.email': '이메일',
@@ -210,7 +206,6 @@ const STRINGS = {
     'chat.noRooms': '채팅방이 없습니다.',
     'chat.auctionRoom': '경매 채팅: {title}',
     'chat.direct': '1:1: {name}',
-    'chat.deal': '거래: {title}',
     'chat.unread': '읽지 않음 {n}',
     'chat.message': '메시지',
     'chat.send': '보내기',
@@ -224,7 +219,6 @@ const STRINGS = {
     'chat.sending': '보내는 중…',
     'chat.empty': '아직 메시지가 없습니다. 인사해 보세요!',
     'chat.failed': '전송 실패: {code}',
-    'time.now': '지금',
   },
 };
 
