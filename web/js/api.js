@@ -78,7 +78,7 @@ export function refresh() {
       .then((body) => adopt(body))
       .catch((e) => {
         // A refused refresh token means the session is over; a network error does not.
-        if (e instanceof ApiError && e.status >= 400 && e.status < 500) store(null);
+        if (e instanceof ApiError && [400, 401, 403].includes(e.status)) store(null);
         throw e;
       })
       .finally(() => {

@@ -3,7 +3,7 @@
 // doubled, and re-sends commands that got no answer (bids by requestId, chat
 // sends by clientMsgId: the server's idempotency keys make that safe).
 
-import { accessToken, onSession, currentSession, ApiError } from './api.js';
+import { accessToken, onSession, currentSession, refresh, ApiError } from './api.js';
 import { uid } from './dom.js';
 
 const PING_EVERY_MS = 20_000;
@@ -72,7 +72,9 @@ class Live {
     this.setState(this.attempt === 0 && this.state === 'idle' ? 'connecting' : 'reconnecting');
     let token;
     try {
-      token = await accessToken();
+      // A refused upgrade (say, a revoked session) looks like any other failed
+      // connect from here; every third attempt refreshes, which settles it.
+      token = this.attempt >= 3 && this.attempt % 3 === 0 ? (await refresh()).accessToken : await accessToken();
     } catch (e) {
       // No session any more (refresh refused): nothing to reconnect for.
       if (e instanceof ApiError && e.status >= 400 && e.status < 500 && !currentSession()) {

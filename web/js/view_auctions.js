@@ -64,7 +64,7 @@ export function renderAuctions(main, filter, _ctx) {
       const a = next;
       text(price, a.price === null ? money(a.startingPrice, a.currency) : money(a.price, a.currency));
       price.title = a.price === null ? t('auction.startingPrice') : t('auction.price');
-      text(bids, a.bidCount ? t('auction.bids', { n: a.bidCount }) : t('auction.noBids'));
+      text(bids, a.bidCount === 1 ? t('auction.oneBid') : a.bidCount ? t('auction.bids', { n: a.bidCount }) : t('auction.noBids'));
       text(badge, t(`auction.phase.${a.phase}`));
       badge.dataset.phase = a.phase;
       text(reserve, a.hasReserve ? t(a.reserveMet ? 'auction.reserve.met' : 'auction.reserve.notMet') : '');
