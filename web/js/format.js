@@ -55,7 +55,8 @@ export function parseMoney(text, currency) {
   const clean = String(text).trim().replace(/[,\s]/g, '');
   const match = /^(\d+)(?:\.(\d*))?$/.exec(clean);
   if (!match) return null;
-  const frac = (match[2] || '');
+  // '10.00' is a fine amount of won: extra fraction digits may only be zeros.
+  const frac = (match[2] || '').replace(/0+$/, '');
   if (frac.length > digits) return null;
   const value = BigInt(match[1]) * 10n ** BigInt(digits) + BigInt(frac.padEnd(digits, '0') || '0');
   if (value <= 0n || value > 10n ** 15n) return null;

@@ -22,6 +22,12 @@ export function renderCreate(main) {
   const softWindow = h('input', { type: 'number', name: 'softWindow', min: 1, value: 60 });
   const softExtension = h('input', { type: 'number', name: 'softExtension', min: 1, value: 60 });
 
+  const syncSoft = () => {
+    softWindow.disabled = !soft.checked;
+    softExtension.disabled = !soft.checked;
+  };
+  soft.addEventListener('change', syncSoft);
+
   const form = h(
     'form',
     { class: 'card create-form', id: 'create-form', 'aria-labelledby': 'create-title' },
