@@ -105,6 +105,20 @@ test('the UI switches to Korean and back, keyboard first', async () => {
   assert.deepEqual(unlabelled, []);
 });
 
+test('logging out returns to the login page and revokes the refresh token', async () => {
+  const { refreshToken } = await bob.evaluate(() => JSON.parse(localStorage.getItem('bowchat.session')));
+  await bob.getByRole('button', { name: 'Log out' }).click();
+  await bob.waitForSelector('#login-form');
+  assert.equal(await bob.evaluate(() => localStorage.getItem('bowchat.session')), null);
+  assert.equal(await bob.locator('#chat').isVisible(), false);
+  const response = await fetch(`${server.url}/api/auth/refresh`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ refreshToken }),
+  });
+  assert.equal(response.status, 401);
+});
+
 test('no script errors on any page', () => {
   for (const page of [alice, bob]) assert.deepEqual(page.errors, []);
   for (const page of [alice, bob]) assert.deepEqual(page.dialogs, []);
