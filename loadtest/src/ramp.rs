@@ -48,12 +48,21 @@ pub async fn run(api: &Api, o: &RampOptions, password: &str) -> anyhow::Result<R
     let seller = users.remove(0);
     let auction = api.auction(&seller, o.secs + 600).await?;
     let live = Arc::new(Live::default());
+    let mut sockets = Vec::with_capacity(users.len());
+    for user in &users {
+        sockets.push(
+            tokio_tungstenite::connect_async(api.ws_url(&user.token))
+                .await?
+                .0,
+        );
+    }
+    // Times count from the first offered bid, so the timeline and the offered
+    // rate line up.
     let start = Instant::now();
     let mut senders = Vec::new();
     let mut conns = Vec::new();
     let mut workers = Vec::new();
-    for user in &users {
-        let (ws, _) = tokio_tungstenite::connect_async(api.ws_url(&user.token)).await?;
+    for ws in sockets {
         let (mut sink, mut stream) = ws.split();
         let conn = Arc::new(Conn {
             pending: Mutex::new(HashMap::new()),
@@ -106,7 +115,7 @@ pub async fn run(api: &Api, o: &RampOptions, password: &str) -> anyhow::Result<R
         conns.push(conn);
     }
     let bar = crate::record::progress("ramp", o.secs, live.clone());
-    let start_sending = Instant::now();
+    let start_sending = start;
     let mut issued = 0u64;
     let mut due = 0.0f64;
     let mut last = start_sending;
