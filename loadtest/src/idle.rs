@@ -54,8 +54,10 @@ pub async fn run(api: &Api, o: &IdleOptions, password: &str) -> anyhow::Result<R
             let stop = stop.clone();
             let timeout = o.timeout;
             async move {
-                let mut tally = Tally::default();
-                tally.sent = 1;
+                let mut tally = Tally {
+                    sent: 1,
+                    ..Tally::default()
+                };
                 let sent_at = Instant::now();
                 let connected = tokio::time::timeout(timeout, async {
                     let (mut ws, _) = tokio_tungstenite::connect_async(&url).await.ok()?;

@@ -175,7 +175,7 @@ pub async fn run(api: &Api, o: &RampOptions, password: &str) -> anyhow::Result<R
     let sustained = report
         .timeline
         .iter()
-        .take_while(|s| breaks.map_or(true, |b| s.t < b.t))
+        .take_while(|s| breaks.is_none_or(|b| s.t < b.t))
         .map(|s| s.answers)
         .max()
         .unwrap_or(0);
