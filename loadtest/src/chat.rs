@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use futures::{SinkExt, StreamExt};
 use serde_json::{json, Value};
+use tokio::sync::Barrier;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::api::Api;
@@ -128,6 +129,31 @@ async fn member(
     run
 }
 
+async fn subscribed(
+    url: &str,
+    room: i64,
+) -> Option<
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+> {
+    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.ok()?;
+    let subscribe = json!({"type": "SUBSCRIBE", "roomId": room, "requestId": "s"});
+    ws.send(Message::Text(subscribe.to_string().into()))
+        .await
+        .ok()?;
+    while let Some(Ok(message)) = ws.next().await {
+        if let Message::Text(text) = message {
+            let v: Value = serde_json::from_str(text.as_str()).ok()?;
+            if v["type"] == "SUBSCRIBED" {
+                return Some(ws);
+            }
+            if v["type"] == "ERROR" {
+                return None;
+            }
+        }
+    }
+    None
+}
+
 pub async fn run(api: &Api, o: &ChatOptions, password: &str) -> anyhow::Result<Report> {
     let prefix = format!("chat-{}", std::process::id());
     let count = o.rooms * o.members;
@@ -142,6 +168,7 @@ pub async fn run(api: &Api, o: &ChatOptions, password: &str) -> anyhow::Result<R
         );
     }
     let live = Arc::new(Live::default());
+    let ready = Arc::new(Barrier::new(count));
     let start = Instant::now();
     let deadline = start + Duration::from_secs(o.secs);
     let interval = Duration::from_secs_f64(o.members as f64 / o.room_rate.max(0.001));
@@ -161,6 +188,7 @@ pub async fn run(api: &Api, o: &ChatOptions, password: &str) -> anyhow::Result<R
                 start,
                 deadline,
                 live.clone(),
+                ready.clone(),
             ))
         })
         .collect();

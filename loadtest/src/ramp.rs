@@ -86,6 +86,7 @@ pub async fn run(api: &Api, o: &RampOptions, password: &str) -> anyhow::Result<R
         }));
         let reader_conn = conn.clone();
         let reader_live = live.clone();
+        let timeout = o.timeout;
         workers.push(tokio::spawn(async move {
             while let Some(Ok(message)) = stream.next().await {
                 let Message::Text(text) = message else {
@@ -102,12 +103,17 @@ pub async fn run(api: &Api, o: &RampOptions, password: &str) -> anyhow::Result<R
                     reader_conn.minimum.fetch_max(minimum, Ordering::Relaxed);
                 }
                 let code = v["code"].as_str();
-                reader_conn.tally.lock().unwrap().answer(
-                    start,
-                    sent_at,
-                    v["accepted"] == true,
-                    code,
-                );
+                let mut tally = reader_conn.tally.lock().unwrap();
+                // An answer later than the timeout is a timeout, as it would be
+                // for a client that gave up waiting.
+                if sent_at.elapsed() > timeout {
+                    tally.failures.push(crate::record::ms_since(start, sent_at));
+                    *tally.codes.entry("TIMEOUT".into()).or_default() += 1;
+                    Live::add(&reader_live.failed, 1);
+                    continue;
+                }
+                tally.answer(start, sent_at, v["accepted"] == true, code);
+                drop(tally);
                 Live::add(&reader_live.answered, 1);
             }
         }));
@@ -152,7 +158,7 @@ pub async fn run(api: &Api, o: &RampOptions, password: &str) -> anyhow::Result<R
     {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let elapsed = start.elapsed().min(Duration::from_secs(o.secs + 1));
+    let elapsed = start.elapsed();
     bar.finish_and_clear();
     let mut tally = backlog;
     for conn in &conns {
