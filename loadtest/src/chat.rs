@@ -42,21 +42,17 @@ async fn member(
     start: Instant,
     deadline: Instant,
     live: Arc<Live>,
+    ready: Arc<Barrier>,
 ) -> MemberRun {
     let mut run = MemberRun::default();
-    let Ok((mut ws, _)) = tokio_tungstenite::connect_async(&url).await else {
+    // Nobody sends before every member watches its room: a message sent before
+    // a member subscribed is not delivered to it live, and would count as lost.
+    let Some(mut ws) = subscribed(&url, room).await else {
         run.sends.fail(start, "CONNECT_FAILED");
+        ready.wait().await;
         return run;
     };
-    let subscribe = json!({"type": "SUBSCRIBE", "roomId": room, "requestId": "s"});
-    if ws
-        .send(Message::Text(subscribe.to_string().into()))
-        .await
-        .is_err()
-    {
-        run.sends.fail(start, "SEND_FAILED");
-        return run;
-    }
+    ready.wait().await;
     // Spread the members' sends over the interval.
     let phase = interval.mul_f64(me as f64 / members.max(1) as f64);
     let mut next = Instant::now() + phase + Duration::from_millis(500);
