@@ -66,7 +66,7 @@ run() {
 }
 
 run seed seed --scale "$SCALE" --ceiling
-run ramp ramp --connections "$(scaled 200)" --from-rate "$(scaled 500)" --to-rate "$(scaled 30000)" --secs 30
+run ramp ramp --connections "$(scaled 200)" --from-rate "$(scaled 500)" --to-rate "$(scaled 20000)" --secs 30
 run chat chat --rooms "$(scaled 20)" --members 25 --room-rate 10 --secs 20
 run idle idle --count "$(scaled 5000)" --hold-secs 10 --server-pid "$SERVER_PID"
 
