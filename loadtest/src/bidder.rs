@@ -87,8 +87,8 @@ pub async fn bidder(
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let mut ws = match tokio_tungstenite::connect_async(&ws_url).await {
-        Ok((ws, _)) => ws,
+    let mut ws = match crate::ws_connect(&ws_url).await {
+        Ok(ws) => ws,
         Err(_) => {
             run.tally.fail(start, "CONNECT_FAILED");
             Live::add(&live.failed, 1);

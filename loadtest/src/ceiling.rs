@@ -22,7 +22,10 @@ pub async fn start_ack_server() -> std::io::Result<SocketAddr> {
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
             tokio::spawn(async move {
-                let Ok(mut ws) = tokio_tungstenite::accept_async(stream).await else {
+                let Ok(mut ws) =
+                    tokio_tungstenite::accept_async_with_config(stream, Some(crate::ws_config()))
+                        .await
+                else {
                     return;
                 };
                 while let Some(Ok(message)) = ws.next().await {

@@ -125,13 +125,8 @@ async fn member(
     run
 }
 
-async fn subscribed(
-    url: &str,
-    room: i64,
-) -> Option<
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
-> {
-    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.ok()?;
+async fn subscribed(url: &str, room: i64) -> Option<crate::Ws> {
+    let mut ws = crate::ws_connect(url).await.ok()?;
     let subscribe = json!({"type": "SUBSCRIBE", "roomId": room, "requestId": "s"});
     ws.send(Message::Text(subscribe.to_string().into()))
         .await

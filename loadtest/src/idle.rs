@@ -60,7 +60,7 @@ pub async fn run(api: &Api, o: &IdleOptions, password: &str) -> anyhow::Result<R
                 };
                 let sent_at = Instant::now();
                 let connected = tokio::time::timeout(timeout, async {
-                    let (mut ws, _) = tokio_tungstenite::connect_async(&url).await.ok()?;
+                    let mut ws = crate::ws_connect(&url).await.ok()?;
                     while let Some(Ok(m)) = ws.next().await {
                         if let Message::Text(t) = m {
                             let v: Value = serde_json::from_str(t.as_str()).ok()?;

@@ -50,11 +50,7 @@ pub async fn run(api: &Api, o: &RampOptions, password: &str) -> anyhow::Result<R
     let live = Arc::new(Live::default());
     let mut sockets = Vec::with_capacity(users.len());
     for user in &users {
-        sockets.push(
-            tokio_tungstenite::connect_async(api.ws_url(&user.token))
-                .await?
-                .0,
-        );
+        sockets.push(crate::ws_connect(&api.ws_url(&user.token)).await?);
     }
     // Times count from the first offered bid, so the timeline and the offered
     // rate line up.
