@@ -1,263 +1,197 @@
-//! `bowchat-load`: virtual users that each hold a WebSocket and bid in a loop
-//! (send `AUCTION_BID`, wait for its `BID_RESULT`, bid again at the new
-//! minimum), ramped through stages like the seed's k6 test. Prints bids/s,
-//! latency percentiles and failures. A failure is a bid without a definite
-//! answer (timeout, broken connection); a rejection such as `BID_TOO_LOW` is an
-//! answer and counted apart.
+//! `bowchat-loadtest`: runs one scenario, prints its summary as one JSON line
+//! and writes `<out>/<scenario>.json` (with the per-second timeline) and
+//! `<out>/<scenario>.svg` (throughput and latency percentiles over time).
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-use anyhow::{bail, Context};
-use clap::Parser;
-use futures::{SinkExt, StreamExt};
-use serde_json::{json, Value};
-use tokio_tungstenite::tungstenite::Message;
+use anyhow::Context;
+use bowchat_loadtest::api::Api;
+use bowchat_loadtest::bidder::{parse_stages, scale_stages, SEED_STAGES};
+use bowchat_loadtest::record::Report;
+use bowchat_loadtest::{ceiling, chat, idle, ramp, seed, svg};
+use clap::{Parser, Subcommand};
+use serde_json::json;
 
 #[derive(Parser)]
-#[command(about = "Staged WebSocket bidding load against a BowChat server")]
-struct Args {
+#[command(
+    name = "bowchat-loadtest",
+    about = "Load scenarios against a BowChat server"
+)]
+struct Cli {
     /// Base URL of the server.
-    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    #[arg(long, global = true, default_value = "http://127.0.0.1:8080")]
     url: String,
-    /// Stages as duration:target pairs (seconds), the seed's by default.
-    #[arg(long, default_value = "5:100,10:500,10:1000,20:1000,5:0")]
-    stages: String,
-    /// Password for the generated users (`load-<n>@load.bowchat`).
-    #[arg(long, default_value = "load-test-password")]
+    /// Where the JSON and SVG results go.
+    #[arg(long, global = true, default_value = "target/bench")]
+    out: PathBuf,
+    /// Password of the generated users.
+    #[arg(long, global = true, default_value = "load-test-password")]
     password: String,
-    /// Seconds to wait for one bid's result before counting a failure.
-    #[arg(long, default_value_t = 10)]
+    /// Seconds to wait for an answer before counting a failure.
+    #[arg(long, global = true, default_value_t = 10)]
     timeout_secs: u64,
+    #[command(subcommand)]
+    scenario: Scenario,
 }
 
-#[derive(Default)]
-struct Stats {
-    sent: AtomicU64,
-    accepted: AtomicU64,
-    rejected: AtomicU64,
-    failed: AtomicU64,
+#[derive(Subcommand)]
+enum Scenario {
+    /// The seed's stages of closed-loop bidders on one auction, then a check
+    /// that every acknowledged bid is stored.
+    Seed {
+        /// Stages as secs:users pairs.
+        #[arg(long, default_value = SEED_STAGES)]
+        stages: String,
+        /// Multiply every stage's users by this.
+        #[arg(long, default_value_t = 1.0)]
+        scale: f64,
+        /// Also run the same stages against the built-in ack server and report the ratio.
+        #[arg(long)]
+        ceiling: bool,
+    },
+    /// The seed's stages against the built-in ack server only.
+    Ceiling {
+        #[arg(long, default_value = SEED_STAGES)]
+        stages: String,
+        #[arg(long, default_value_t = 1.0)]
+        scale: f64,
+    },
+    /// Open-loop bids at a rate rising linearly to saturation.
+    Ramp {
+        #[arg(long, default_value_t = 200)]
+        connections: usize,
+        #[arg(long, default_value_t = 500.0)]
+        from_rate: f64,
+        #[arg(long, default_value_t = 30000.0)]
+        to_rate: f64,
+        #[arg(long, default_value_t = 30)]
+        secs: u64,
+        #[arg(long, default_value_t = 50.0)]
+        p99_limit_ms: f64,
+        #[arg(long, default_value_t = 0.01)]
+        failure_limit: f64,
+    },
+    /// Many rooms of many members; fan-out latency from send to each receiver.
+    Chat {
+        #[arg(long, default_value_t = 20)]
+        rooms: usize,
+        #[arg(long, default_value_t = 25)]
+        members: usize,
+        /// Messages per second per room.
+        #[arg(long, default_value_t = 10.0)]
+        room_rate: f64,
+        #[arg(long, default_value_t = 20)]
+        secs: u64,
+    },
+    /// Idle connections: how many are held and the server's memory per connection.
+    Idle {
+        #[arg(long, default_value_t = 5000)]
+        count: usize,
+        #[arg(long, default_value_t = 10)]
+        hold_secs: u64,
+        /// The server's pid, to read its RSS from /proc (else from /metrics).
+        #[arg(long)]
+        server_pid: Option<u32>,
+    },
 }
 
-fn parse_stages(text: &str) -> anyhow::Result<Vec<(u64, usize)>> {
-    text.split(',')
-        .map(|stage| {
-            let (secs, target) = stage.split_once(':').context("stage is secs:target")?;
-            Ok((secs.trim().parse()?, target.trim().parse()?))
-        })
-        .collect()
-}
-
-async fn post(
-    client: &reqwest::Client,
-    url: &str,
-    token: Option<&str>,
-    body: Value,
-) -> anyhow::Result<Value> {
-    let mut request = client.post(url).json(&body);
-    if let Some(token) = token {
-        request = request.bearer_auth(token);
-    }
-    let response = request.send().await?;
-    let status = response.status();
-    let body: Value = response.json().await.unwrap_or(Value::Null);
-    if !status.is_success() && body["code"] != "EMAIL_TAKEN" {
-        bail!("{url}: {status} {body}");
-    }
-    Ok(body)
-}
-
-async fn session(
-    client: &reqwest::Client,
-    base: &str,
-    n: usize,
-    password: &str,
-) -> anyhow::Result<String> {
-    let email = format!("load-{n}@load.bowchat");
-    let registered = post(
-        client,
-        &format!("{base}/api/auth/register"),
-        None,
-        json!({"email": email, "password": password}),
-    )
-    .await?;
-    let body = if registered["accessToken"].is_string() {
-        registered
-    } else {
-        post(
-            client,
-            &format!("{base}/api/auth/login"),
-            None,
-            json!({"email": email, "password": password}),
-        )
-        .await?
-    };
-    Ok(body["accessToken"]
-        .as_str()
-        .context("no access token")?
-        .to_string())
-}
-
-/// One virtual user: bids while `active` says it is within the current target.
-/// Returns its answer latencies in microseconds (kept locally: no shared lock per bid).
-async fn bidder(
-    ws_url: String,
-    auction: i64,
-    index: usize,
-    active: Arc<AtomicUsize>,
-    stats: Arc<Stats>,
-    timeout: Duration,
-    deadline: Instant,
-) -> Vec<u64> {
-    let mut latencies = Vec::new();
-    let Ok((mut ws, _)) = tokio_tungstenite::connect_async(&ws_url).await else {
-        stats.failed.fetch_add(1, Ordering::Relaxed);
-        return latencies;
-    };
-    let mut amount = 100i64;
-    let mut n = 0u64;
-    while Instant::now() < deadline {
-        if index >= active.load(Ordering::Relaxed) {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            continue;
-        }
-        n += 1;
-        let request_id = format!("{index}-{n}");
-        let frame = json!({"type": "AUCTION_BID", "requestId": request_id, "auctionId": auction, "amount": amount});
-        let started = Instant::now();
-        stats.sent.fetch_add(1, Ordering::Relaxed);
-        if ws
-            .send(Message::Text(frame.to_string().into()))
-            .await
-            .is_err()
-        {
-            stats.failed.fetch_add(1, Ordering::Relaxed);
-            return latencies;
-        }
-        let answer = tokio::time::timeout(timeout, async {
-            while let Some(Ok(message)) = ws.next().await {
-                if let Message::Text(text) = message {
-                    let v: Value = serde_json::from_str(text.as_str()).unwrap_or(Value::Null);
-                    if v["requestId"] == request_id.as_str() {
-                        return Some(v);
-                    }
-                }
-            }
-            None
-        })
-        .await;
-        match answer {
-            Ok(Some(result)) => {
-                latencies.push(started.elapsed().as_micros() as u64);
-                if result["accepted"] == true {
-                    stats.accepted.fetch_add(1, Ordering::Relaxed);
-                } else if result["type"] == "BID_RESULT" {
-                    stats.rejected.fetch_add(1, Ordering::Relaxed);
-                } else {
-                    stats.failed.fetch_add(1, Ordering::Relaxed);
-                }
-                if let Some(minimum) = result["minimum"].as_i64() {
-                    amount = minimum.max(amount);
-                }
-            }
-            _ => {
-                stats.failed.fetch_add(1, Ordering::Relaxed);
-                return latencies;
-            }
-        }
-    }
-    latencies
-}
-
-fn percentile(sorted: &[u64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i] as f64 / 1000.0
+fn write(out: &Path, report: &Report) -> anyhow::Result<()> {
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let json_path = out.join(format!("{}.json", report.scenario));
+    std::fs::write(&json_path, serde_json::to_string_pretty(report)?)?;
+    std::fs::write(
+        out.join(format!("{}.svg", report.scenario)),
+        svg::chart(report),
+    )?;
+    println!("{}", report.summary());
+    eprintln!("wrote {} and .svg", json_path.display());
+    Ok(())
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
-    let stages = parse_stages(&args.stages)?;
-    let peak = stages.iter().map(|s| s.1).max().unwrap_or(0);
-    let base = args.url.trim_end_matches('/').to_string();
-    let client = reqwest::Client::new();
-
-    eprintln!("preparing {peak} users ...");
-    let seller = session(&client, &base, 0, &args.password).await?;
-    let total_secs: u64 = stages.iter().map(|s| s.0).sum();
-    let auction = post(
-        &client,
-        &format!("{base}/api/auctions"),
-        Some(&seller),
-        json!({"title": "load test", "startingPrice": 100, "increment": 1, "durationSecs": total_secs + 600}),
-    )
-    .await?["id"]
-        .as_i64()
-        .context("auction id")?;
-    let mut tokens = Vec::with_capacity(peak);
-    for n in 1..=peak {
-        tokens.push(session(&client, &base, n, &args.password).await?);
-    }
-
-    let ws_base = base.replacen("http", "ws", 1);
-    let active = Arc::new(AtomicUsize::new(0));
-    let stats = Arc::new(Stats::default());
-    let started = Instant::now();
-    let deadline = started + Duration::from_secs(total_secs);
-    let mut tasks = Vec::new();
-    for (index, token) in tokens.iter().enumerate() {
-        let url = format!("{ws_base}/ws?access_token={token}");
-        tasks.push(tokio::spawn(bidder(
-            url,
-            auction,
-            index,
-            active.clone(),
-            stats.clone(),
-            Duration::from_secs(args.timeout_secs),
-            deadline,
-        )));
-    }
-    // Ramp the number of active users linearly within each stage.
-    let mut from = 0usize;
-    for (secs, target) in &stages {
-        let stage_start = Instant::now();
-        let length = Duration::from_secs(*secs);
-        while stage_start.elapsed() < length {
-            let done = stage_start.elapsed().as_secs_f64() / length.as_secs_f64();
-            let now = from as f64 + (*target as f64 - from as f64) * done;
-            active.store(now.round() as usize, Ordering::Relaxed);
-            tokio::time::sleep(Duration::from_millis(100)).await;
+    let cli = Cli::parse();
+    let fds = bowchat_loadtest::raise_fd_limit();
+    let api = Api::new(&cli.url);
+    let timeout = Duration::from_secs(cli.timeout_secs);
+    match cli.scenario {
+        Scenario::Seed {
+            stages,
+            scale,
+            ceiling: with_ceiling,
+        } => {
+            let stages = scale_stages(&parse_stages(&stages)?, scale);
+            let mut report = seed::run(&api, &stages, &cli.password, timeout).await?;
+            if with_ceiling {
+                let top = ceiling::run(&stages, timeout).await?;
+                write(&cli.out, &top)?;
+                let ratio = report.answers_per_sec / top.answers_per_sec.max(1.0);
+                report.extra.insert(
+                    "ceiling".into(),
+                    json!({"answersPerSec": top.answers_per_sec, "latencyMs": top.latency_ms, "failed": top.failed}),
+                );
+                report.extra.insert(
+                    "ratioToCeiling".into(),
+                    json!((ratio * 1000.0).round() / 1000.0),
+                );
+            }
+            write(&cli.out, &report)?;
         }
-        from = *target;
+        Scenario::Ceiling { stages, scale } => {
+            let stages = scale_stages(&parse_stages(&stages)?, scale);
+            write(&cli.out, &ceiling::run(&stages, timeout).await?)?;
+        }
+        Scenario::Ramp {
+            connections,
+            from_rate,
+            to_rate,
+            secs,
+            p99_limit_ms,
+            failure_limit,
+        } => {
+            let options = ramp::RampOptions {
+                connections: connections.max(1),
+                from_rate,
+                to_rate,
+                secs,
+                timeout,
+                p99_limit_ms,
+                failure_limit,
+            };
+            write(&cli.out, &ramp::run(&api, &options, &cli.password).await?)?;
+        }
+        Scenario::Chat {
+            rooms,
+            members,
+            room_rate,
+            secs,
+        } => {
+            let options = chat::ChatOptions {
+                rooms: rooms.max(1),
+                members: members.max(2),
+                room_rate,
+                secs,
+                timeout,
+            };
+            write(&cli.out, &chat::run(&api, &options, &cli.password).await?)?;
+        }
+        Scenario::Idle {
+            count,
+            hold_secs,
+            server_pid,
+        } => {
+            if (count as u64) * 2 > fds {
+                eprintln!("idle: open-file limit {fds} may be too low for {count} connections");
+            }
+            let options = idle::IdleOptions {
+                count,
+                hold_secs,
+                server_pid,
+                timeout,
+            };
+            write(&cli.out, &idle::run(&api, &options, &cli.password).await?)?;
+        }
     }
-    active.store(0, Ordering::Relaxed);
-    let mut latencies = Vec::new();
-    for task in tasks {
-        latencies.extend(task.await.unwrap_or_default());
-    }
-    let elapsed = started.elapsed().as_secs_f64();
-    latencies.sort_unstable();
-    let answered = latencies.len() as f64;
-    let sent = stats.sent.load(Ordering::Relaxed);
-    let failed = stats.failed.load(Ordering::Relaxed);
-    println!(
-        "{}",
-        json!({
-            "durationSecs": (elapsed * 10.0).round() / 10.0,
-            "peakUsers": peak,
-            "sent": sent,
-            "accepted": stats.accepted.load(Ordering::Relaxed),
-            "rejected": stats.rejected.load(Ordering::Relaxed),
-            "failed": failed,
-            "failureRate": if sent == 0 { 0.0 } else { failed as f64 / sent as f64 },
-            "answersPerSec": (answered / elapsed).round(),
-            "acceptedPerSec": (stats.accepted.load(Ordering::Relaxed) as f64 / elapsed).round(),
-            "latencyMs": {"p50": percentile(&latencies, 0.50), "p95": percentile(&latencies, 0.95), "p99": percentile(&latencies, 0.99)},
-        })
-    );
     Ok(())
 }

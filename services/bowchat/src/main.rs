@@ -3,6 +3,7 @@
 
 mod config;
 mod demo;
+mod metrics;
 mod serve;
 
 use std::path::PathBuf;

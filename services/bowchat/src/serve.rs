@@ -80,10 +80,17 @@ pub async fn serve(config: Config, roles: Vec<Role>, demo: bool) -> anyhow::Resu
         topic_list.push((topics::dead_letter(topic), 1));
     }
     let topic_refs: Vec<(&str, u32)> = topic_list.iter().map(|(t, p)| (t.as_str(), *p)).collect();
-    let bus: Arc<dyn Bus> = Arc::new(InProcessBus::new(
+    let in_process = Arc::new(InProcessBus::new(
         &topic_refs,
         config.bus.queue_capacity.max(16),
     ));
+    prometheus::default_registry()
+        .register(Box::new(crate::metrics::RuntimeCollector::new(
+            in_process.clone(),
+            db.clone(),
+        )))
+        .ok();
+    let bus: Arc<dyn Bus> = in_process;
 
     let auctions = Arc::new(SqliteAuctionRepository::new(db.clone()));
     let chat = Arc::new(SqliteChatRepository::new(db.clone()));

@@ -57,6 +57,20 @@ impl InProcessBus {
         }
     }
 
+    /// Records published but not yet polled, per (topic, consumer group): the
+    /// in-process counterpart of a Kafka consumer group's lag.
+    pub fn lag(&self) -> Vec<(String, String, usize)> {
+        let mut lag = Vec::new();
+        for (name, topic) in &self.topics {
+            for (group, g) in topic.groups.lock().iter() {
+                let queued = g.tx.max_capacity() - g.tx.capacity();
+                lag.push((name.clone(), group.clone(), queued));
+            }
+        }
+        lag.sort();
+        lag
+    }
+
     fn topic(&self, name: &str) -> Result<&Topic, BusError> {
         self.topics
             .get(name)
@@ -191,6 +205,19 @@ mod tests {
         let mut first = bus.subscribe("t", "g").await.unwrap();
         let _second = bus.subscribe("t", "g").await.unwrap();
         assert!(matches!(first.commit(&[]).await, Err(BusError::Fenced)));
+    }
+
+    #[tokio::test]
+    async fn lag_counts_records_not_yet_polled() {
+        let bus = InProcessBus::new(&[("t", 2)], 16);
+        let mut consumer = bus.subscribe("t", "g").await.unwrap();
+        assert_eq!(bus.lag(), vec![("t".into(), "g".into(), 0)]);
+        for key in ["a", "b", "c"] {
+            bus.publish("t", key, Bytes::new()).await.unwrap();
+        }
+        assert_eq!(bus.lag(), vec![("t".into(), "g".into(), 3)]);
+        assert_eq!(consumer.poll(2).await.unwrap().len(), 2);
+        assert_eq!(bus.lag(), vec![("t".into(), "g".into(), 1)]);
     }
 
     #[test]

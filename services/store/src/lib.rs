@@ -99,6 +99,15 @@ impl Db {
         sqlx::query("SELECT 1").execute(&self.reader).await.is_ok()
     }
 
+    /// Connections per pool as (pool, open, idle): `writer` (one connection)
+    /// and `reader`. For the `bowchat_db_connections` gauge.
+    pub fn pool_stats(&self) -> [(&'static str, u32, usize); 2] {
+        [
+            ("writer", self.writer.size(), self.writer.num_idle()),
+            ("reader", self.reader.size(), self.reader.num_idle()),
+        ]
+    }
+
     pub async fn close(&self) {
         self.writer.close().await;
         self.reader.close().await;

@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# The whole benchmark in one command: release build, a BowChat server with the
+# documented settings on a fresh data folder, then every scenario (seed with the
+# ack-server ceiling, open-loop ramp, chat fan-out, idle connections). Results,
+# JSON and SVG charts go to target/bench/; the summary is printed at the end.
+# About 5 minutes. The load average is recorded beside every run because
+# other work on the machine distorts the timings.
+#
+#   bash loadtest/bench.sh            # everything
+#   BENCH_SCALE=0.2 bash loadtest/bench.sh   # smaller users/rates (quick check)
+set -euo pipefail
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$ROOT"
+OUT="$ROOT/target/bench"
+PORT="${BENCH_PORT:-18090}"
+SCALE="${BENCH_SCALE:-1}"
+URL="http://127.0.0.1:$PORT"
+DATA="$(mktemp -d /tmp/bowchat-bench.XXXXXX)"
+mkdir -p "$OUT"
+rm -f "$OUT"/*.json "$OUT"/*.svg "$OUT"/runs.txt
+
+echo "== building (release)" >&2
+cargo build --release -q -p bowchat -p bowchat-loadtest
+# Every connection is a file descriptor, in the server and in the generator.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+
+SERVER_PID=""
+cleanup() {
+  if [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null; then
+    kill "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true
+  fi
+  rm -rf "$DATA"
+}
+trap cleanup EXIT
+
+# Cheap password hashing so thousands of users register quickly; the per-user
+# rate and per-IP connection limits raised because every virtual user comes
+# from this one IP and bids as fast as it gets answers.
+BOWCHAT_AUTH__ARGON2_MEMORY_KIB=1024 BOWCHAT_AUTH__ARGON2_ITERATIONS=1 \
+BOWCHAT_GATEWAY__USER_RATE_PER_SEC=100000 BOWCHAT_GATEWAY__USER_RATE_BURST=100000 \
+BOWCHAT_GATEWAY__MAX_CONNECTIONS_PER_IP=20000 BOWCHAT_LOG__LEVEL=warn \
+  target/release/bowchat serve --listen "127.0.0.1:$PORT" --data-dir "$DATA" \
+  >"$OUT/server.log" 2>&1 &
+SERVER_PID=$!
+for _ in $(seq 1 100); do
+  curl -fsS "$URL/readyz" >/dev/null 2>&1 && break
+  sleep 0.2
+done
+curl -fsS "$URL/readyz" >/dev/null
+
+{
+  echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+  echo "commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+  echo "cpus: $(nproc)  memory: $(free -g | awk '/Mem:/ {print $2}') GiB  kernel: $(uname -r)"
+  echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')"
+} | tee "$OUT/machine.txt"
+
+LT=(target/release/bowchat-loadtest --url "$URL" --out "$OUT")
+scaled() { awk -v v="$1" -v s="$SCALE" 'BEGIN { x = v * s; if (x < 1) x = 1; printf "%d", x }'; }
+
+run() {
+  local name="$1"; shift
+  echo "== $name  (load average before: $(cut -d' ' -f1-3 /proc/loadavg))" | tee -a "$OUT/runs.txt" >&2
+  "${LT[@]}" "$@" | tee -a "$OUT/runs.txt"
+  echo "   load average after: $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$OUT/runs.txt" >&2
+}
+
+run seed seed --scale "$SCALE" --ceiling
+run ramp ramp --connections "$(scaled 200)" --from-rate "$(scaled 500)" --to-rate "$(scaled 20000)" --secs 30
+run chat chat --rooms "$(scaled 20)" --members 25 --room-rate 10 --secs 20
+run idle idle --count "$(scaled 5000)" --hold-secs 10 --server-pid "$SERVER_PID"
+
+echo
+echo "== results (JSON and SVG in $OUT)"
+cat "$OUT/machine.txt"
+if command -v jq >/dev/null; then
+  for f in seed ceiling ramp chat idle; do
+    [ -f "$OUT/$f.json" ] || continue
+    jq -r '"\(.scenario): answers/s \(.answersPerSec) (peak \(.peakAnswersPerSec)), failed \(.failed)/\(.answered + .failed), p50 \(.latencyMs.p50) ms, p95 \(.latencyMs.p95) ms, p99 \(.latencyMs.p99) ms"' "$OUT/$f.json"
+  done
+  jq -r '"seed/ceiling ratio: \(.extra.ratioToCeiling), verification mismatches: \(.extra.verification.mismatches | length) of \(.extra.verification.acknowledgedBids) acknowledged bids"' "$OUT/seed.json"
+  jq -r '"ramp breaks at: \(.extra.breaksAt // "no break") ; max answers/s before: \(.extra.maxAnswersPerSecBeforeBreak)"' "$OUT/ramp.json"
+  jq -r '"chat fan-out: \(.extra.fanOut) ; sends: \(.extra.sends.sent) sent, p99 \(.extra.sends.latencyMs.p99) ms"' "$OUT/chat.json"
+  jq -r '"idle: \(.extra.idle.held) of \(.extra.idle.requested) held, \(.extra.idle.rssBytesPerConnection) bytes RSS per connection"' "$OUT/idle.json"
+else
+  grep '^{' "$OUT/runs.txt"
+fi
+grep '^==\|load average' "$OUT/runs.txt" | sed 's/^/  /'
