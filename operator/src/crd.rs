@@ -9,6 +9,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// An auction on the platform and the capacity it needs.
+// Several `printcolumn(...)` lists repeat `type_ =`; clippy reads them as duplicates.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Serialize, Deserialize, Debug, Clone, PartialEq, JsonSchema)]
 #[kube(
     group = "bowchat.io",
@@ -23,9 +25,23 @@ use serde::{Deserialize, Serialize};
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
     printcolumn(name = "Price", type_ = "integer", json_path = ".status.price"),
     printcolumn(name = "Bids", type_ = "integer", json_path = ".status.bidCount"),
-    printcolumn(name = "Winner", type_ = "integer", json_path = ".status.winnerId", priority = "1"),
-    printcolumn(name = "Auction-ID", type_ = "integer", json_path = ".status.auctionId", priority = "1"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Winner",
+        type_ = "integer",
+        json_path = ".status.winnerId",
+        priority = "1"
+    ),
+    printcolumn(
+        name = "Auction-ID",
+        type_ = "integer",
+        json_path = ".status.auctionId",
+        priority = "1"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[serde(rename_all = "camelCase")]
 pub struct AuctionSpec {

@@ -37,7 +37,10 @@ pub async fn try_acquire(api: &Api<Lease>, config: &LeaseConfig) -> Result<bool,
     match api.get_opt(&config.name).await? {
         None => {
             let lease = Lease {
-                metadata: ObjectMeta { name: Some(config.name.clone()), ..ObjectMeta::default() },
+                metadata: ObjectMeta {
+                    name: Some(config.name.clone()),
+                    ..ObjectMeta::default()
+                },
                 spec: Some(spec(0, None)),
             };
             match api.create(&PostParams::default(), &lease).await {
@@ -50,17 +53,25 @@ pub async fn try_acquire(api: &Api<Lease>, config: &LeaseConfig) -> Result<bool,
             let current = lease.spec.clone().unwrap_or_default();
             let mine = current.holder_identity.as_deref() == Some(config.identity.as_str());
             let duration = i64::from(current.lease_duration_seconds.unwrap_or(seconds));
-            let expired = current.renew_time.as_ref().is_none_or(|t| {
-                now.as_second() - t.0.as_second() > duration
-            });
+            let expired = current
+                .renew_time
+                .as_ref()
+                .is_none_or(|t| now.as_second() - t.0.as_second() > duration);
             if !mine && !expired {
                 return Ok(false);
             }
             let transitions = current.lease_transitions.unwrap_or(0) + i32::from(!mine);
-            let acquired = if mine { current.acquire_time.clone() } else { None };
+            let acquired = if mine {
+                current.acquire_time.clone()
+            } else {
+                None
+            };
             lease.spec = Some(spec(transitions, acquired));
             // `replace` sends the resourceVersion we read: a concurrent writer makes it 409.
-            match api.replace(&config.name, &PostParams::default(), &lease).await {
+            match api
+                .replace(&config.name, &PostParams::default(), &lease)
+                .await
+            {
                 Ok(_) => Ok(true),
                 Err(kube::Error::Api(e)) if e.code == 409 => Ok(false),
                 Err(e) => Err(e),

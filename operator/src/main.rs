@@ -15,7 +15,11 @@ use bowchat_operator::scaler::{Scaler, ScalerConfig};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "bowchat-operator", version, about = "Kubernetes operator for BowChat auctions")]
+#[command(
+    name = "bowchat-operator",
+    version,
+    about = "Kubernetes operator for BowChat auctions"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -26,7 +30,7 @@ enum Command {
     /// Print the Auction CustomResourceDefinition as YAML.
     Crd,
     /// Run the operator (in a cluster, or with a kubeconfig).
-    Run(RunArgs),
+    Run(Box<RunArgs>),
 }
 
 #[derive(clap::Args)]
@@ -37,7 +41,11 @@ struct RunArgs {
     /// The operator's service user on the platform (from a Secret).
     #[arg(long, env = "BOWCHAT_OPERATOR_PLATFORM_EMAIL")]
     platform_email: String,
-    #[arg(long, env = "BOWCHAT_OPERATOR_PLATFORM_PASSWORD", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "BOWCHAT_OPERATOR_PLATFORM_PASSWORD",
+        hide_env_values = true
+    )]
     platform_password: String,
     /// Kafka brokers; without them partitions and lag scaling are off.
     #[arg(long, env = "BOWCHAT_OPERATOR_KAFKA_BOOTSTRAP")]
@@ -45,7 +53,11 @@ struct RunArgs {
     #[arg(long, env = "BOWCHAT_OPERATOR_KAFKA_TOPIC_PREFIX", default_value = "")]
     kafka_topic_prefix: String,
     /// The auction role's consumer group.
-    #[arg(long, env = "BOWCHAT_OPERATOR_AUCTION_GROUP", default_value = "auction-role")]
+    #[arg(
+        long,
+        env = "BOWCHAT_OPERATOR_AUCTION_GROUP",
+        default_value = "auction-role"
+    )]
     auction_group: String,
     /// Watch only this namespace.
     #[arg(long, env = "BOWCHAT_OPERATOR_NAMESPACE")]
@@ -59,7 +71,11 @@ struct RunArgs {
     /// Lease for leader election (namespace/name); empty turns election off.
     #[arg(long, env = "BOWCHAT_OPERATOR_LEASE_NAMESPACE", default_value = "")]
     lease_namespace: String,
-    #[arg(long, env = "BOWCHAT_OPERATOR_LEASE_NAME", default_value = "bowchat-operator")]
+    #[arg(
+        long,
+        env = "BOWCHAT_OPERATOR_LEASE_NAME",
+        default_value = "bowchat-operator"
+    )]
     lease_name: String,
     #[arg(long, env = "POD_NAME")]
     identity: Option<String>,
@@ -72,27 +88,39 @@ async fn main() -> anyhow::Result<()> {
             print!("{}", crd_yaml());
             Ok(())
         }
-        Command::Run(args) => run(args).await,
+        Command::Run(args) => run(*args).await,
     }
 }
 
 async fn run(args: RunArgs) -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .json()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
         .init();
     let metrics = Arc::new(Metrics::default());
-    let bound = serve(metrics.clone(), args.metrics).await.context("metrics listener")?;
+    let bound = serve(metrics.clone(), args.metrics)
+        .await
+        .context("metrics listener")?;
     tracing::info!(addr = %bound, "metrics listening");
-    let client = kube::Client::try_default().await.context("kubernetes client")?;
+    let client = kube::Client::try_default()
+        .await
+        .context("kubernetes client")?;
     if !args.lease_namespace.is_empty() {
-        let identity = args.identity.clone().unwrap_or_else(|| format!("bowchat-operator-{}", std::process::id()));
-        let mut leading = campaign(client.clone(), LeaseConfig {
-            namespace: args.lease_namespace.clone(),
-            name: args.lease_name.clone(),
-            identity,
-            duration: Duration::from_secs(15),
-        });
+        let identity = args
+            .identity
+            .clone()
+            .unwrap_or_else(|| format!("bowchat-operator-{}", std::process::id()));
+        let mut leading = campaign(
+            client.clone(),
+            LeaseConfig {
+                namespace: args.lease_namespace.clone(),
+                name: args.lease_name.clone(),
+                identity,
+                duration: Duration::from_secs(15),
+            },
+        );
         while !*leading.borrow() {
             leading.changed().await?;
         }
@@ -121,15 +149,29 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         email: args.platform_email,
         password: args.platform_password,
     });
-    let config = ReconcileConfig { poll: Duration::from_secs(args.poll_secs), ..ReconcileConfig::default() };
-    let ctx = Arc::new(Context::new(client.clone(), platform, kafka.clone(), config, metrics.clone()));
+    let config = ReconcileConfig {
+        poll: Duration::from_secs(args.poll_secs),
+        ..ReconcileConfig::default()
+    };
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        platform,
+        kafka.clone(),
+        config,
+        metrics.clone(),
+    ));
     if let Some(kafka) = kafka {
-        let scaler = Scaler::new(client, kafka, ScalerConfig {
-            interval: Duration::from_secs(args.scale_secs),
-            group: args.auction_group,
-            namespace: args.namespace.clone(),
-            ..ScalerConfig::default()
-        }, metrics);
+        let scaler = Scaler::new(
+            client,
+            kafka,
+            ScalerConfig {
+                interval: Duration::from_secs(args.scale_secs),
+                group: args.auction_group,
+                namespace: args.namespace.clone(),
+                ..ScalerConfig::default()
+            },
+            metrics,
+        );
         tokio::spawn(scaler.run());
     }
     reconcile::run(ctx, args.namespace).await;

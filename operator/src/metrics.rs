@@ -23,13 +23,17 @@ pub struct Metrics {
 
 fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
     let c = IntCounter::new(name, help).expect("valid metric");
-    registry.register(Box::new(c.clone())).expect("unique metric");
+    registry
+        .register(Box::new(c.clone()))
+        .expect("unique metric");
     c
 }
 
 fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
     let g = IntGauge::new(name, help).expect("valid metric");
-    registry.register(Box::new(g.clone())).expect("unique metric");
+    registry
+        .register(Box::new(g.clone()))
+        .expect("unique metric");
     g
 }
 
@@ -41,17 +45,55 @@ impl Default for Metrics {
             "Time one Auction reconcile took",
         ))
         .expect("valid metric");
-        registry.register(Box::new(reconcile_seconds.clone())).expect("unique metric");
+        registry
+            .register(Box::new(reconcile_seconds.clone()))
+            .expect("unique metric");
         Self {
-            reconciles: counter(&registry, "bowchat_operator_reconciles_total", "Auction reconciles started"),
-            reconcile_errors: counter(&registry, "bowchat_operator_reconcile_errors_total", "Auction reconciles that failed"),
-            registrations: counter(&registry, "bowchat_operator_registrations_total", "Auctions registered with the platform"),
-            partition_grows: counter(&registry, "bowchat_operator_partition_grows_total", "Times auction-bid partitions were grown"),
-            scale_changes: counter(&registry, "bowchat_operator_scale_changes_total", "Replica changes of the auction role"),
-            desired_replicas: gauge(&registry, "bowchat_operator_desired_replicas", "Replicas the scaler last decided"),
-            bid_lag: gauge(&registry, "bowchat_operator_auction_bid_lag", "Auction role lag on auction-bid"),
-            bid_partitions: gauge(&registry, "bowchat_operator_auction_bid_partitions", "Partitions of auction-bid"),
-            leader: gauge(&registry, "bowchat_operator_leader", "1 while this instance holds the Lease"),
+            reconciles: counter(
+                &registry,
+                "bowchat_operator_reconciles_total",
+                "Auction reconciles started",
+            ),
+            reconcile_errors: counter(
+                &registry,
+                "bowchat_operator_reconcile_errors_total",
+                "Auction reconciles that failed",
+            ),
+            registrations: counter(
+                &registry,
+                "bowchat_operator_registrations_total",
+                "Auctions registered with the platform",
+            ),
+            partition_grows: counter(
+                &registry,
+                "bowchat_operator_partition_grows_total",
+                "Times auction-bid partitions were grown",
+            ),
+            scale_changes: counter(
+                &registry,
+                "bowchat_operator_scale_changes_total",
+                "Replica changes of the auction role",
+            ),
+            desired_replicas: gauge(
+                &registry,
+                "bowchat_operator_desired_replicas",
+                "Replicas the scaler last decided",
+            ),
+            bid_lag: gauge(
+                &registry,
+                "bowchat_operator_auction_bid_lag",
+                "Auction role lag on auction-bid",
+            ),
+            bid_partitions: gauge(
+                &registry,
+                "bowchat_operator_auction_bid_partitions",
+                "Partitions of auction-bid",
+            ),
+            leader: gauge(
+                &registry,
+                "bowchat_operator_leader",
+                "1 while this instance holds the Lease",
+            ),
             reconcile_seconds,
             registry,
         }
@@ -101,10 +143,13 @@ impl Metrics {
 /// Serves `/metrics` and `/healthz`; returns the bound address.
 pub async fn serve(metrics: Arc<Metrics>, addr: SocketAddr) -> std::io::Result<SocketAddr> {
     let app = Router::new()
-        .route("/metrics", get(move || {
-            let m = metrics.clone();
-            async move { m.render() }
-        }))
+        .route(
+            "/metrics",
+            get(move || {
+                let m = metrics.clone();
+                async move { m.render() }
+            }),
+        )
         .route("/healthz", get(|| async { "ok" }));
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;

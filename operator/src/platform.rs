@@ -84,20 +84,31 @@ impl Platform {
             .send()
             .await?;
         let value = answer(response).await?;
-        let token = value["accessToken"].as_str().unwrap_or_default().to_string();
+        let token = value["accessToken"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
         *self.token.lock() = Some(token.clone());
         Ok(token)
     }
 
     /// One authenticated call; a 401 logs in again and retries once.
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<&Value>) -> Result<Value, PlatformError> {
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Value, PlatformError> {
         for attempt in 0..2 {
             let cached = self.token.lock().clone();
             let token = match cached {
                 Some(t) => t,
                 None => self.login().await?,
             };
-            let mut request = self.http.request(method.clone(), self.url(path)).bearer_auth(&token);
+            let mut request = self
+                .http
+                .request(method.clone(), self.url(path))
+                .bearer_auth(&token);
             if let Some(body) = body {
                 request = request.json(body);
             }
@@ -113,27 +124,27 @@ impl Platform {
 
     /// Creates the auction, or returns the one already created with `body.externalId`.
     pub async fn register(&self, body: &Value) -> Result<AuctionView, PlatformError> {
-        let value = self.call(reqwest::Method::POST, "/api/auctions", Some(body)).await?;
-        Ok(serde_json::from_value(value).map_err(|e| PlatformError::Refused {
-            status: 200,
-            code: "UNEXPECTED_BODY".into(),
-            message: e.to_string(),
-        })?)
+        let value = self
+            .call(reqwest::Method::POST, "/api/auctions", Some(body))
+            .await?;
+        view(value)
     }
 
     pub async fn fetch(&self, id: i64) -> Result<AuctionView, PlatformError> {
-        let value = self.call(reqwest::Method::GET, &format!("/api/auctions/{id}"), None).await?;
-        Ok(serde_json::from_value(value).map_err(|e| PlatformError::Refused {
-            status: 200,
-            code: "UNEXPECTED_BODY".into(),
-            message: e.to_string(),
-        })?)
+        let value = self
+            .call(reqwest::Method::GET, &format!("/api/auctions/{id}"), None)
+            .await?;
+        view(value)
     }
 
     pub async fn cancel(&self, id: i64) -> Result<(), PlatformError> {
-        self.call(reqwest::Method::POST, &format!("/api/auctions/{id}/cancel"), Some(&json!({})))
-            .await
-            .map(|_| ())
+        self.call(
+            reqwest::Method::POST,
+            &format!("/api/auctions/{id}/cancel"),
+            Some(&json!({})),
+        )
+        .await
+        .map(|_| ())
     }
 }
 
@@ -152,5 +163,13 @@ async fn answer(response: reqwest::Response) -> Result<Value, PlatformError> {
             .or_else(|| value["title"].as_str())
             .unwrap_or(&text)
             .to_string(),
+    })
+}
+
+fn view(value: Value) -> Result<AuctionView, PlatformError> {
+    serde_json::from_value(value).map_err(|e| PlatformError::Refused {
+        status: 200,
+        code: "UNEXPECTED_BODY".into(),
+        message: e.to_string(),
     })
 }

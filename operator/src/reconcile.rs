@@ -99,7 +99,11 @@ impl Context {
             action: "Reconcile".into(),
             secondary: None,
         };
-        if let Err(e) = self.recorder.publish(&event, &auction.object_ref(&())).await {
+        if let Err(e) = self
+            .recorder
+            .publish(&event, &auction.object_ref(&()))
+            .await
+        {
             warn!(error = %e, "event not published");
         }
     }
@@ -167,7 +171,9 @@ pub fn create_body(auction: &Auction) -> Result<serde_json::Value, Error> {
     }
     match (spec.ends_at, spec.duration_seconds) {
         (Some(_), Some(_)) => {
-            return Err(Error::Spec("give endsAt or durationSeconds, not both".into()))
+            return Err(Error::Spec(
+                "give endsAt or durationSeconds, not both".into(),
+            ))
         }
         (Some(e), None) => body["endsAt"] = json!(e.timestamp_millis()),
         (None, Some(d)) => body["durationSecs"] = json!(d),
@@ -190,7 +196,13 @@ async fn apply(auction: &Auction, api: &Api<Auction>, ctx: &Context) -> Result<A
         if wanted > current {
             kafka.grow_partitions(topic, wanted).await?;
             ctx.metrics.partitions_grown();
-            ctx.event(auction, EventType::Normal, "PartitionsGrown", format!("{topic} grown from {current} to {wanted} partitions")).await;
+            ctx.event(
+                auction,
+                EventType::Normal,
+                "PartitionsGrown",
+                format!("{topic} grown from {current} to {wanted} partitions"),
+            )
+            .await;
             status.partitions = Some(wanted);
         } else {
             status.partitions = Some(current);
@@ -198,7 +210,14 @@ async fn apply(auction: &Auction, api: &Api<Auction>, ctx: &Context) -> Result<A
         let have = status.partitions.unwrap_or(0);
         let ok = have >= wanted;
         let message = format!("{topic} has {have} partitions, spec asks {wanted} (never shrunk)");
-        set_condition(&mut status, auction, "PartitionsReady", ok, if ok { "Grown" } else { "Pending" }, &message);
+        set_condition(
+            &mut status,
+            auction,
+            "PartitionsReady",
+            ok,
+            if ok { "Grown" } else { "Pending" },
+            &message,
+        );
     }
 
     let view = match old.auction_id {
@@ -206,13 +225,21 @@ async fn apply(auction: &Auction, api: &Api<Auction>, ctx: &Context) -> Result<A
         None => {
             let body = match create_body(auction) {
                 Ok(b) => b,
-                Err(e) => return refused(auction, api, ctx, status, "InvalidSpec", e.to_string()).await,
+                Err(e) => {
+                    return refused(auction, api, ctx, status, "InvalidSpec", e.to_string()).await
+                }
             };
             let registered = ctx.platform.register(&body).await;
             if let Ok(v) = &registered {
                 ctx.metrics.registered();
                 info!(auction = %name, id = v.id, "registered");
-                ctx.event(auction, EventType::Normal, "Registered", format!("registered as platform auction {}", v.id)).await;
+                ctx.event(
+                    auction,
+                    EventType::Normal,
+                    "Registered",
+                    format!("registered as platform auction {}", v.id),
+                )
+                .await;
             }
             registered
         }
@@ -223,33 +250,83 @@ async fn apply(auction: &Auction, api: &Api<Auction>, ctx: &Context) -> Result<A
             return refused(auction, api, ctx, status, "Refused", e.to_string()).await
         }
         Err(e) => {
-            set_condition(&mut status, auction, "Synced", false, "PlatformUnavailable", &e.to_string());
+            set_condition(
+                &mut status,
+                auction,
+                "Synced",
+                false,
+                "PlatformUnavailable",
+                &e.to_string(),
+            );
             write_status(api, &name, &old, &status).await?;
             return Err(e.into());
         }
     };
     mirror(&mut status, &view);
-    set_condition(&mut status, auction, "Registered", true, "Registered", &format!("platform auction {}", view.id));
-    set_condition(&mut status, auction, "Synced", true, "Polled", "status mirrors the platform");
+    set_condition(
+        &mut status,
+        auction,
+        "Registered",
+        true,
+        "Registered",
+        &format!("platform auction {}", view.id),
+    );
+    set_condition(
+        &mut status,
+        auction,
+        "Synced",
+        true,
+        "Polled",
+        "status mirrors the platform",
+    );
     if old.phase != status.phase && old.auction_id.is_some() {
-        ctx.event(auction, EventType::Normal, "PhaseChanged", format!("{} -> {}", old.phase.as_deref().unwrap_or("Pending"), view.phase)).await;
+        ctx.event(
+            auction,
+            EventType::Normal,
+            "PhaseChanged",
+            format!(
+                "{} -> {}",
+                old.phase.as_deref().unwrap_or("Pending"),
+                view.phase
+            ),
+        )
+        .await;
     }
     write_status(api, &name, &old, &status).await?;
     let live = matches!(view.phase.as_str(), "scheduled" | "open");
-    Ok(Action::requeue(if live { ctx.config.poll } else { ctx.config.idle_poll }))
+    Ok(Action::requeue(if live {
+        ctx.config.poll
+    } else {
+        ctx.config.idle_poll
+    }))
 }
 
 /// A spec the platform (or the operator) cannot accept: say so in status and
 /// an event, and do not hot-loop on it.
-async fn refused(auction: &Auction, api: &Api<Auction>, ctx: &Context, mut status: AuctionStatus, reason: &str, message: String) -> Result<Action, Error> {
+async fn refused(
+    auction: &Auction,
+    api: &Api<Auction>,
+    ctx: &Context,
+    mut status: AuctionStatus,
+    reason: &str,
+    message: String,
+) -> Result<Action, Error> {
     let old = auction.status.clone().unwrap_or_default();
     if status.auction_id.is_none() {
         status.phase = Some("Failed".into());
     }
     let registered = status.auction_id.is_some();
-    set_condition(&mut status, auction, "Registered", registered, reason, &message);
+    set_condition(
+        &mut status,
+        auction,
+        "Registered",
+        registered,
+        reason,
+        &message,
+    );
     if old.conditions.iter().all(|c| c.message != message) {
-        ctx.event(auction, EventType::Warning, reason, message.clone()).await;
+        ctx.event(auction, EventType::Warning, reason, message.clone())
+            .await;
     }
     write_status(api, &auction.name_any(), &old, &status).await?;
     Ok(Action::requeue(ctx.config.idle_poll))
@@ -262,7 +339,13 @@ async fn cleanup(auction: &Auction, ctx: &Context) -> Result<Action, Error> {
         if matches!(view.phase.as_str(), "scheduled" | "open") {
             match ctx.platform.cancel(id).await {
                 Ok(()) => {
-                    ctx.event(auction, EventType::Normal, "Cancelled", format!("platform auction {id} cancelled on delete")).await;
+                    ctx.event(
+                        auction,
+                        EventType::Normal,
+                        "Cancelled",
+                        format!("platform auction {id} cancelled on delete"),
+                    )
+                    .await;
                 }
                 // Closed between the fetch and the cancel: nothing left to do.
                 Err(PlatformError::Refused { status: 409, .. }) => {}
@@ -286,11 +369,20 @@ fn mirror(status: &mut AuctionStatus, view: &AuctionView) {
 
 fn capitalise(s: &str) -> String {
     let mut c = s.chars();
-    c.next().map(|f| f.to_uppercase().chain(c).collect()).unwrap_or_default()
+    c.next()
+        .map(|f| f.to_uppercase().chain(c).collect())
+        .unwrap_or_default()
 }
 
 /// Sets one condition; its transition time moves only when its status does.
-fn set_condition(status: &mut AuctionStatus, auction: &Auction, type_: &str, ok: bool, reason: &str, message: &str) {
+fn set_condition(
+    status: &mut AuctionStatus,
+    auction: &Auction,
+    type_: &str,
+    ok: bool,
+    reason: &str,
+    message: &str,
+) {
     let value = if ok { "True" } else { "False" };
     let generation = auction.metadata.generation;
     if let Some(c) = status.conditions.iter_mut().find(|c| c.type_ == type_) {
@@ -315,11 +407,17 @@ fn set_condition(status: &mut AuctionStatus, auction: &Auction, type_: &str, ok:
 
 /// Writes the status subresource when it changed (a no-op write would wake
 /// every watcher).
-async fn write_status(api: &Api<Auction>, name: &str, old: &AuctionStatus, new: &AuctionStatus) -> Result<(), Error> {
+async fn write_status(
+    api: &Api<Auction>,
+    name: &str,
+    old: &AuctionStatus,
+    new: &AuctionStatus,
+) -> Result<(), Error> {
     if old == new {
         return Ok(());
     }
     let patch = json!({"status": new});
-    api.patch_status(name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
+    api.patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await?;
     Ok(())
 }

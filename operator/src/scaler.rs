@@ -102,8 +102,19 @@ fn live(a: &Auction) -> bool {
 }
 
 impl Scaler {
-    pub fn new(client: Client, kafka: Arc<KafkaAdmin>, config: ScalerConfig, metrics: Arc<Metrics>) -> Self {
-        Self { client, kafka, config, metrics, states: HashMap::new() }
+    pub fn new(
+        client: Client,
+        kafka: Arc<KafkaAdmin>,
+        config: ScalerConfig,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self {
+            client,
+            kafka,
+            config,
+            metrics,
+            states: HashMap::new(),
+        }
     }
 
     pub async fn run(mut self) {
@@ -124,7 +135,10 @@ impl Scaler {
         let auctions = api.list(&ListParams::default()).await?.items;
         let mut targets: BTreeMap<(String, String), Vec<&Auction>> = BTreeMap::new();
         for a in auctions.iter().filter(|a| live(a)) {
-            let key = (a.namespace().unwrap_or_default(), a.spec.capacity.deployment.clone());
+            let key = (
+                a.namespace().unwrap_or_default(),
+                a.spec.capacity.deployment.clone(),
+            );
             targets.entry(key).or_default().push(a);
         }
         let lag: u64 = self
@@ -144,14 +158,27 @@ impl Scaler {
                 warn!(namespace = %ns, deployment = %name, "auction role Deployment not found");
                 continue;
             };
-            let current = deployment.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1).max(0) as u32;
+            let current = deployment
+                .spec
+                .as_ref()
+                .and_then(|s| s.replicas)
+                .unwrap_or(1)
+                .max(0) as u32;
             let (policy, next_close) = merge(&group, now);
-            let obs = Observation { now, lag, partitions, current, next_close };
+            let obs = Observation {
+                now,
+                lag,
+                partitions,
+                current,
+                next_close,
+            };
             let state = self.states.entry((ns.clone(), name.clone())).or_default();
             let decision = decide(&policy, &obs, state);
             if decision.replicas != current {
                 let patch = json!({"spec": {"replicas": decision.replicas}});
-                deployments.patch_scale(&name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
+                deployments
+                    .patch_scale(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                    .await?;
                 self.metrics.scaled(decision.replicas);
                 info!(namespace = %ns, deployment = %name, from = current, to = decision.replicas, lag, partitions, reason = ?decision.reason, "scaled");
             } else if decision.reason == Reason::CoolingDown {

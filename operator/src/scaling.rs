@@ -71,15 +71,26 @@ impl ScalerState {
     }
 }
 
+/// The most replicas allowed: the maximum, and never more than the partitions.
+fn cap(policy: &Policy, obs: &Observation) -> u32 {
+    policy.max_replicas.max(1).min(obs.partitions.max(1))
+}
+
 /// The recommendation without history: lag, bounds, pre-scale, partition cap.
 pub fn recommend(policy: &Policy, obs: &Observation) -> (u32, Reason) {
-    let cap = policy.max_replicas.min(obs.partitions).max(1).min(obs.partitions.max(1));
+    let cap = cap(policy, obs);
     let per = policy.lag_per_replica.max(1);
     let by_lag = obs.lag.div_ceil(per).min(u64::from(u32::MAX)) as u32;
-    let mut wanted = by_lag.clamp(policy.min_replicas, policy.max_replicas.max(policy.min_replicas));
+    let mut wanted = by_lag.clamp(
+        policy.min_replicas,
+        policy.max_replicas.max(policy.min_replicas),
+    );
     let mut reason = Reason::LagUp;
     if let Some(close) = obs.next_close {
-        if obs.now < close && obs.now >= close - policy.pre_scale_lead_ms && policy.pre_scale_replicas > wanted {
+        if obs.now < close
+            && obs.now >= close - policy.pre_scale_lead_ms
+            && policy.pre_scale_replicas > wanted
+        {
             wanted = policy.pre_scale_replicas;
             reason = Reason::PreScale;
         }
@@ -102,12 +113,20 @@ pub fn decide(policy: &Policy, obs: &Observation, state: &mut ScalerState) -> De
     {
         state.recommendations.pop_front();
     }
-    let cap = policy.max_replicas.min(obs.partitions).max(1).min(obs.partitions.max(1));
+    let cap = cap(policy, obs);
     let decision = if obs.current > cap {
         // Above the partition count or the maximum: never allowed, so no cooldown.
-        Decision { replicas: recommended.min(cap), recommended, reason: Reason::PartitionCap }
+        Decision {
+            replicas: recommended.min(cap),
+            recommended,
+            reason: Reason::PartitionCap,
+        }
     } else if recommended > obs.current {
-        Decision { replicas: recommended, recommended, reason: why }
+        Decision {
+            replicas: recommended,
+            recommended,
+            reason: why,
+        }
     } else if recommended < obs.current {
         let cooled = state
             .last_change
@@ -119,12 +138,24 @@ pub fn decide(policy: &Policy, obs: &Observation, state: &mut ScalerState) -> De
             .max()
             .unwrap_or(recommended);
         if cooled && stable < obs.current {
-            Decision { replicas: stable, recommended, reason: Reason::LagDown }
+            Decision {
+                replicas: stable,
+                recommended,
+                reason: Reason::LagDown,
+            }
         } else {
-            Decision { replicas: obs.current, recommended, reason: Reason::CoolingDown }
+            Decision {
+                replicas: obs.current,
+                recommended,
+                reason: Reason::CoolingDown,
+            }
         }
     } else {
-        Decision { replicas: obs.current, recommended, reason: Reason::Unchanged }
+        Decision {
+            replicas: obs.current,
+            recommended,
+            reason: Reason::Unchanged,
+        }
     };
     if decision.replicas != obs.current {
         state.last_change = Some(obs.now);
@@ -150,7 +181,13 @@ mod tests {
     }
 
     fn obs(now: i64, lag: u64, current: u32) -> Observation {
-        Observation { now, lag, partitions: 4, current, next_close: None }
+        Observation {
+            now,
+            lag,
+            partitions: 4,
+            current,
+            next_close: None,
+        }
     }
 
     #[test]
@@ -181,7 +218,10 @@ mod tests {
         let d = decide(&policy(), &o, &mut ScalerState::default());
         assert_eq!((d.replicas, d.reason), (5, Reason::PreScale));
         o.next_close = Some(120_000);
-        assert_eq!(decide(&policy(), &o, &mut ScalerState::default()).replicas, 1);
+        assert_eq!(
+            decide(&policy(), &o, &mut ScalerState::default()).replicas,
+            1
+        );
     }
 
     #[test]

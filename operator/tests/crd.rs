@@ -17,7 +17,10 @@ fn manifest_matches_the_rust_types() {
     );
     let chart = repo_root().join("charts/bowchat/crds/auctions.bowchat.io.yaml");
     if chart.exists() {
-        assert!(std::fs::read_to_string(chart).unwrap() == generated, "charts/bowchat/crds drifted");
+        assert!(
+            std::fs::read_to_string(chart).unwrap() == generated,
+            "charts/bowchat/crds drifted"
+        );
     }
 }
 
@@ -36,19 +39,31 @@ fn crd_has_validation_columns_and_status() {
         .iter()
         .map(|c| c["name"].as_str().unwrap())
         .collect();
-    assert!(columns.contains(&"Phase") && columns.contains(&"Price") && columns.contains(&"Bids"), "{columns:?}");
+    assert!(
+        columns.contains(&"Phase") && columns.contains(&"Price") && columns.contains(&"Bids"),
+        "{columns:?}"
+    );
     let spec = &version["schema"]["openAPIV3Schema"]["properties"]["spec"];
-    let required: Vec<&str> = spec["required"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    let required: Vec<&str> = spec["required"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
     assert_eq!(required, ["startingPrice", "title"]);
     assert_eq!(spec["properties"]["startingPrice"]["minimum"], 0.0);
-    assert_eq!(spec["properties"]["onDelete"]["enum"], serde_json::json!(["Cancel", "Keep"]));
+    assert_eq!(
+        spec["properties"]["onDelete"]["enum"],
+        serde_json::json!(["Cancel", "Keep"])
+    );
 }
 
 #[test]
 fn api_server_installs_the_crd_and_refuses_invalid_auctions() {
     install_crd();
     let ns = Namespace::create("crd");
-    let example = std::fs::read_to_string(repo_root().join("manifests/example-auction.yaml")).unwrap();
+    let example =
+        std::fs::read_to_string(repo_root().join("manifests/example-auction.yaml")).unwrap();
     let (ok, out, err) = kubectl(&["-n", &ns.name, "apply", "-f", "-"], Some(&example));
     assert!(ok, "example applies: {out} {err}");
 
@@ -78,5 +93,9 @@ spec:
     assert!(!ok);
     assert!(err.contains("spec.startingPrice: Required value"), "{err}");
     let (_, names, _) = kubectl(&["-n", &ns.name, "get", "auctions", "-o", "name"], None);
-    assert_eq!(names.trim(), "auction.bowchat.io/spring-vase", "only the valid one is stored");
+    assert_eq!(
+        names.trim(),
+        "auction.bowchat.io/spring-vase",
+        "only the valid one is stored"
+    );
 }

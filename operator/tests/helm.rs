@@ -32,7 +32,10 @@ fn chart_lints() {
     // The schema refuses a bad value.
     let (ok, out, err) = helm(&["lint", &chart(), "--set", "roles.gateway.replicas=-1"]);
     assert!(!ok, "a negative replica count must fail the schema");
-    assert!(out.contains("at '/roles/gateway/replicas': minimum: got -1, want 0"), "{out} {err}");
+    assert!(
+        out.contains("at '/roles/gateway/replicas': minimum: got -1, want 0"),
+        "{out} {err}"
+    );
 }
 
 #[test]
@@ -41,22 +44,53 @@ fn rendered_chart_passes_a_server_side_dry_run() {
     let ns = Namespace::create("helm");
     for extra in [
         vec![],
-        vec!["--set", "operator.watchNamespaceOnly=true", "--set", "operator.kafka.bootstrap=kafka:9092"],
+        vec![
+            "--set",
+            "operator.watchNamespaceOnly=true",
+            "--set",
+            "operator.kafka.bootstrap=kafka:9092",
+        ],
     ] {
-        let mut args = vec!["template", "demo", chart().leak() as &str, "--namespace", &ns.name, "--include-crds"];
+        let mut args = vec![
+            "template",
+            "demo",
+            chart().leak() as &str,
+            "--namespace",
+            &ns.name,
+            "--include-crds",
+        ];
         args.extend(extra.iter().copied());
         let (ok, rendered, err) = helm(&args);
         assert!(ok, "helm template: {err}");
-        for kind in ["kind: Deployment", "kind: Service\n", "kind: ConfigMap", "kind: Secret", "kind: ServiceAccount", "kind: CustomResourceDefinition"] {
+        for kind in [
+            "kind: Deployment",
+            "kind: Service\n",
+            "kind: ConfigMap",
+            "kind: Secret",
+            "kind: ServiceAccount",
+            "kind: CustomResourceDefinition",
+        ] {
             assert!(rendered.contains(kind), "{kind} missing from the rendering");
         }
-        assert_eq!(rendered.matches("kind: Deployment").count(), 4, "gateway, auction, chat, operator");
-        let (ok, out, err) = kubectl(&["-n", &ns.name, "apply", "--dry-run=server", "-f", "-"], Some(&rendered));
+        assert_eq!(
+            rendered.matches("kind: Deployment").count(),
+            4,
+            "gateway, auction, chat, operator"
+        );
+        let (ok, out, err) = kubectl(
+            &["-n", &ns.name, "apply", "--dry-run=server", "-f", "-"],
+            Some(&rendered),
+        );
         assert!(ok, "server-side dry run: {out}\n{err}");
-        assert!(out.contains("deployment.apps/demo-bowchat-auction created (server dry run)"), "{out}");
+        assert!(
+            out.contains("deployment.apps/demo-bowchat-auction created (server dry run)"),
+            "{out}"
+        );
         assert!(out.contains("(server dry run)"), "{out}");
     }
     // The chart's CRD is the generated one.
-    let crd = std::fs::read_to_string(repo_root().join("charts/bowchat/crds/auctions.bowchat.io.yaml")).unwrap();
+    let crd =
+        std::fs::read_to_string(repo_root().join("charts/bowchat/crds/auctions.bowchat.io.yaml"))
+            .unwrap();
     assert_eq!(crd, bowchat_operator::crd::crd_yaml());
 }

@@ -35,7 +35,10 @@ async fn admin(partitions: u32) -> (Arc<KafkaAdmin>, String) {
         ..KafkaConfig::default()
     })
     .unwrap();
-    admin.ensure_topics(&["auction-bid"], partitions, 1).await.unwrap();
+    admin
+        .ensure_topics(&["auction-bid"], partitions, 1)
+        .await
+        .unwrap();
     (Arc::new(admin), prefix)
 }
 
@@ -55,7 +58,10 @@ async fn partitions_grow_to_the_spec_and_never_shrink() {
             password: "operator service secret".into(),
         }),
         Some(kafka.clone()),
-        ReconcileConfig { poll: Duration::from_millis(300), ..ReconcileConfig::default() },
+        ReconcileConfig {
+            poll: Duration::from_millis(300),
+            ..ReconcileConfig::default()
+        },
         Arc::new(Metrics::default()),
     ));
     let controller = tokio::spawn(reconcile::run(ctx, Some(ns.name.clone())));
@@ -67,23 +73,42 @@ async fn partitions_grow_to_the_spec_and_never_shrink() {
     .unwrap();
     api.create(&Default::default(), &auction).await.unwrap();
     let s = eventually(30, "partitions grown", || async {
-        api.get("rug").await.ok()?.status.filter(|s| s.partitions == Some(6))
+        api.get("rug")
+            .await
+            .ok()?
+            .status
+            .filter(|s| s.partitions == Some(6))
     })
     .await;
     assert_eq!(kafka.partitions("auction-bid").await.unwrap(), 6);
-    assert!(s.conditions.iter().any(|c| c.type_ == "PartitionsReady" && c.status == "True"));
+    assert!(s
+        .conditions
+        .iter()
+        .any(|c| c.type_ == "PartitionsReady" && c.status == "True"));
 
     // Asking for fewer leaves the topic as it is and is not an error.
-    api.patch("rug", &PatchParams::default(), &Patch::Merge(json!({"spec": {"capacity": {"partitions": 3}}})))
-        .await
-        .unwrap();
+    api.patch(
+        "rug",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"capacity": {"partitions": 3}}})),
+    )
+    .await
+    .unwrap();
     let generation = api.get("rug").await.unwrap().metadata.generation;
     let s = eventually(20, "new generation observed", || async {
-        api.get("rug").await.ok()?.status.filter(|s| s.observed_generation == generation)
+        api.get("rug")
+            .await
+            .ok()?
+            .status
+            .filter(|s| s.observed_generation == generation)
     })
     .await;
     assert_eq!(s.partitions, Some(6));
-    assert_eq!(kafka.partitions("auction-bid").await.unwrap(), 6, "never shrunk");
+    assert_eq!(
+        kafka.partitions("auction-bid").await.unwrap(),
+        6,
+        "never shrunk"
+    );
     controller.abort();
     kafka.delete_topics(&["auction-bid"]).await.unwrap();
 }
@@ -111,7 +136,10 @@ async fn lag_scales_up_within_bounds_and_down_after_cooldown() {
     let group = format!("{prefix}auction-role");
     let client = support::client().await;
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns.name);
-    deployments.create(&Default::default(), &deployment("bowchat-auction", 1)).await.unwrap();
+    deployments
+        .create(&Default::default(), &deployment("bowchat-auction", 1))
+        .await
+        .unwrap();
     let auctions: Api<Auction> = Api::namespaced(client.clone(), &ns.name);
     let auction: Auction = serde_json::from_value(json!({
         "apiVersion": "bowchat.io/v1alpha1", "kind": "Auction", "metadata": {"name": "clock"},
@@ -120,12 +148,19 @@ async fn lag_scales_up_within_bounds_and_down_after_cooldown() {
             "cooldownSeconds": 3, "stabilizationSeconds": 1}}
     }))
     .unwrap();
-    auctions.create(&Default::default(), &auction).await.unwrap();
+    auctions
+        .create(&Default::default(), &auction)
+        .await
+        .unwrap();
     let metrics = Arc::new(Metrics::default());
     let mut scaler = Scaler::new(
         client.clone(),
         kafka.clone(),
-        ScalerConfig { group: group.clone(), namespace: Some(ns.name.clone()), ..ScalerConfig::default() },
+        ScalerConfig {
+            group: group.clone(),
+            namespace: Some(ns.name.clone()),
+            ..ScalerConfig::default()
+        },
         metrics.clone(),
     );
     let key = (ns.name.clone(), "bowchat-auction".to_string());
@@ -136,10 +171,19 @@ async fn lag_scales_up_within_bounds_and_down_after_cooldown() {
 
     // 25 records nobody consumed: ceil(25/10) = 3 replicas, within max 5 and 3 partitions.
     let topic = format!("{prefix}auction-bid");
-    let producer: FutureProducer = ClientConfig::new().set("bootstrap.servers", bootstrap()).create().unwrap();
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap())
+        .create()
+        .unwrap();
     for i in 0..25 {
         producer
-            .send(FutureRecord::to(&topic).key(&format!("k{i}")).payload("bid").partition(i % 3), Duration::from_secs(10))
+            .send(
+                FutureRecord::to(&topic)
+                    .key(&format!("k{i}"))
+                    .payload("bid")
+                    .partition(i % 3),
+                Duration::from_secs(10),
+            )
             .await
             .unwrap();
     }
@@ -150,7 +194,12 @@ async fn lag_scales_up_within_bounds_and_down_after_cooldown() {
     // 80 more: the lag asks for 10, the maximum is 5 and the partitions 3.
     for i in 0..80 {
         producer
-            .send(FutureRecord::<str, str>::to(&topic).payload("bid").partition(i % 3), Duration::from_secs(10))
+            .send(
+                FutureRecord::<str, str>::to(&topic)
+                    .payload("bid")
+                    .partition(i % 3),
+                Duration::from_secs(10),
+            )
             .await
             .unwrap();
     }
@@ -166,11 +215,20 @@ async fn lag_scales_up_within_bounds_and_down_after_cooldown() {
         .unwrap();
     let mut tpl = TopicPartitionList::new();
     for p in 0..3 {
-        let (_, high) = committer.fetch_watermarks(&topic, p, Duration::from_secs(10)).unwrap();
-        tpl.add_partition_offset(&topic, p, Offset::Offset(high)).unwrap();
+        let (_, high) = committer
+            .fetch_watermarks(&topic, p, Duration::from_secs(10))
+            .unwrap();
+        tpl.add_partition_offset(&topic, p, Offset::Offset(high))
+            .unwrap();
     }
     committer.commit(&tpl, CommitMode::Sync).unwrap();
-    let lag: u64 = kafka.consumer_lag(&group, "auction-bid").await.unwrap().iter().map(|p| p.lag).sum();
+    let lag: u64 = kafka
+        .consumer_lag(&group, "auction-bid")
+        .await
+        .unwrap()
+        .iter()
+        .map(|p| p.lag)
+        .sum();
     assert_eq!(lag, 0);
 
     // Inside the cooldown it holds; after it, it falls to the minimum.
@@ -183,17 +241,30 @@ async fn lag_scales_up_within_bounds_and_down_after_cooldown() {
         if d.replicas == 1 {
             break d;
         }
-        assert!(std::time::Instant::now() < deadline, "no scale-down 15 s after the lag drained: {d:?}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no scale-down 15 s after the lag drained: {d:?}"
+        );
     };
     assert_eq!(fell.reason, Reason::LagDown);
     assert_eq!(replicas(&deployments, "bowchat-auction").await, 1);
-    assert!(metrics.render().contains("bowchat_operator_scale_changes_total 2"), "{}", metrics.render());
+    assert!(
+        metrics
+            .render()
+            .contains("bowchat_operator_scale_changes_total 2"),
+        "{}",
+        metrics.render()
+    );
 
     // A close within the lead time scales up ahead of it, with no lag at all.
     let close = (chrono::Utc::now() + chrono::Duration::seconds(30)).to_rfc3339();
     auctions
-        .patch("clock", &PatchParams::default(), &Patch::Merge(json!({"spec": {"endsAt": close,
-            "capacity": {"preScaleLeadSeconds": 60, "preScaleReplicas": 2}}})))
+        .patch(
+            "clock",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"endsAt": close,
+            "capacity": {"preScaleLeadSeconds": 60, "preScaleReplicas": 2}}})),
+        )
         .await
         .unwrap();
     let d = scaler.pass().await.unwrap()[&key];

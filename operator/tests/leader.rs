@@ -23,19 +23,37 @@ async fn one_leader_at_a_time_and_takeover_after_expiry() {
         duration: Duration::from_secs(2),
     };
     let (a, b) = (config("a"), config("b"));
-    assert!(try_acquire(&api, &a).await.unwrap(), "first candidate takes the free Lease");
-    assert!(!try_acquire(&api, &b).await.unwrap(), "second is refused while it is held");
+    assert!(
+        try_acquire(&api, &a).await.unwrap(),
+        "first candidate takes the free Lease"
+    );
+    assert!(
+        !try_acquire(&api, &b).await.unwrap(),
+        "second is refused while it is held"
+    );
     assert!(try_acquire(&api, &a).await.unwrap(), "the holder renews");
     assert!(!try_acquire(&api, &b).await.unwrap());
     let lease = api.get("bowchat-operator").await.unwrap().spec.unwrap();
-    assert_eq!((lease.holder_identity.as_deref(), lease.lease_transitions), (Some("a"), Some(0)));
+    assert_eq!(
+        (lease.holder_identity.as_deref(), lease.lease_transitions),
+        (Some("a"), Some(0))
+    );
 
     // `a` stops renewing; after the duration `b` takes over and `a` is out.
     tokio::time::sleep(Duration::from_millis(3200)).await;
-    assert!(try_acquire(&api, &b).await.unwrap(), "takeover after expiry");
-    assert!(!try_acquire(&api, &a).await.unwrap(), "the old holder does not get it back");
+    assert!(
+        try_acquire(&api, &b).await.unwrap(),
+        "takeover after expiry"
+    );
+    assert!(
+        !try_acquire(&api, &a).await.unwrap(),
+        "the old holder does not get it back"
+    );
     let lease = api.get("bowchat-operator").await.unwrap().spec.unwrap();
-    assert_eq!((lease.holder_identity.as_deref(), lease.lease_transitions), (Some("b"), Some(1)));
+    assert_eq!(
+        (lease.holder_identity.as_deref(), lease.lease_transitions),
+        (Some("b"), Some(1))
+    );
 }
 
 #[tokio::test]
@@ -44,8 +62,15 @@ async fn metrics_are_served() {
     metrics.registered();
     metrics.scaled(3);
     metrics.observe_lag(42, 6);
-    let addr = serve(metrics, "127.0.0.1:0".parse().unwrap()).await.unwrap();
-    let text = reqwest::get(format!("http://{addr}/metrics")).await.unwrap().text().await.unwrap();
+    let addr = serve(metrics, "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let text = reqwest::get(format!("http://{addr}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     for line in [
         "bowchat_operator_registrations_total 1",
         "bowchat_operator_scale_changes_total 1",
@@ -55,6 +80,8 @@ async fn metrics_are_served() {
     ] {
         assert!(text.contains(line), "{line} missing:\n{text}");
     }
-    let health = reqwest::get(format!("http://{addr}/healthz")).await.unwrap();
+    let health = reqwest::get(format!("http://{addr}/healthz"))
+        .await
+        .unwrap();
     assert_eq!(health.status(), 200);
 }

@@ -19,7 +19,11 @@ use support::{eventually, install_crd, Namespace, Platform};
 const PASSWORD: &str = "operator service secret";
 
 async fn status_of(api: &Api<Auction>, name: &str) -> Option<bowchat_operator::crd::AuctionStatus> {
-    api.get_opt(name).await.ok().flatten().and_then(|a| a.status)
+    api.get_opt(name)
+        .await
+        .ok()
+        .flatten()
+        .and_then(|a| a.status)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -41,7 +45,10 @@ async fn registers_mirrors_bids_and_cancels_on_delete() {
             password: PASSWORD.into(),
         }),
         None,
-        ReconcileConfig { poll: Duration::from_millis(300), ..ReconcileConfig::default() },
+        ReconcileConfig {
+            poll: Duration::from_millis(300),
+            ..ReconcileConfig::default()
+        },
         metrics.clone(),
     ));
     let controller = tokio::spawn(reconcile::run(ctx, Some(ns.name.clone())));
@@ -55,43 +62,83 @@ async fn registers_mirrors_bids_and_cancels_on_delete() {
     }))
     .unwrap();
     let started = std::time::Instant::now();
-    let created = api.create(&Default::default(), &auction).await.expect("create Auction");
+    let created = api
+        .create(&Default::default(), &auction)
+        .await
+        .expect("create Auction");
     let status = eventually(20, "registered and open", || async {
-        status_of(&api, "lamp").await.filter(|s| s.phase.as_deref() == Some("Open"))
+        status_of(&api, "lamp")
+            .await
+            .filter(|s| s.phase.as_deref() == Some("Open"))
     })
     .await;
     println!("registered and Open after {:?}", started.elapsed());
     let id = status.auction_id.expect("auction id");
     assert_eq!(status.observed_generation, created.metadata.generation);
-    let registered = status.conditions.iter().find(|c| c.type_ == "Registered").expect("Registered");
+    let registered = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Registered")
+        .expect("Registered");
     assert_eq!(registered.status, "True");
-    assert!(status.conditions.iter().any(|c| c.type_ == "Synced" && c.status == "True"));
+    assert!(status
+        .conditions
+        .iter()
+        .any(|c| c.type_ == "Synced" && c.status == "True"));
 
-    let (code, view) = platform.get(&format!("/api/auctions/{id}"), &alice_token).await;
+    let (code, view) = platform
+        .get(&format!("/api/auctions/{id}"), &alice_token)
+        .await;
     assert_eq!(code, 200);
     assert_eq!(view["title"], "Brass lamp");
-    assert_eq!(view["sellerId"], operator_id, "the operator's service user is the seller");
+    assert_eq!(
+        view["sellerId"], operator_id,
+        "the operator's service user is the seller"
+    );
 
     // The finalizer is in place before anything reaches the platform.
     let stored = api.get("lamp").await.unwrap();
-    assert_eq!(stored.metadata.finalizers, Some(vec![reconcile::FINALIZER.to_string()]));
+    assert_eq!(
+        stored.metadata.finalizers,
+        Some(vec![reconcile::FINALIZER.to_string()])
+    );
 
     // Idempotent on the uid: forgetting the id in status re-registers to the same auction.
-    api.patch_status("lamp", &PatchParams::default(), &Patch::Merge(json!({"status": {"auctionId": null}})))
-        .await
-        .unwrap();
+    api.patch_status(
+        "lamp",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"status": {"auctionId": null}})),
+    )
+    .await
+    .unwrap();
     let again = eventually(20, "re-registered", || async {
         status_of(&api, "lamp").await.and_then(|s| s.auction_id)
     })
     .await;
     assert_eq!(again, id, "the same platform auction, not a second one");
     let (_, list) = platform.get("/api/auctions?limit=50", &alice_token).await;
-    assert_eq!(list["items"].as_array().unwrap().len(), 1, "one auction on the platform: {list}");
+    assert_eq!(
+        list["items"].as_array().unwrap().len(),
+        1,
+        "one auction on the platform: {list}"
+    );
 
     // Live bids show up in status.
-    let (code, body) = platform.post(&format!("/api/auctions/{id}/bids"), Some(&alice_token), json!({"amount": 100})).await;
+    let (code, body) = platform
+        .post(
+            &format!("/api/auctions/{id}/bids"),
+            Some(&alice_token),
+            json!({"amount": 100}),
+        )
+        .await;
     assert_eq!(code, 200, "{body}");
-    let (code, body) = platform.post(&format!("/api/auctions/{id}/bids"), Some(&bob_token), json!({"amount": 150})).await;
+    let (code, body) = platform
+        .post(
+            &format!("/api/auctions/{id}/bids"),
+            Some(&bob_token),
+            json!({"amount": 150}),
+        )
+        .await;
     assert_eq!(code, 200, "{body}");
     let bid_at = std::time::Instant::now();
     let s = eventually(10, "status follows bids", || async {
@@ -99,16 +146,30 @@ async fn registers_mirrors_bids_and_cancels_on_delete() {
     })
     .await;
     println!("status followed 2 bids after {:?}", bid_at.elapsed());
-    assert_eq!((s.price, s.leader_id, s.winner_id), (Some(150), Some(bob), None));
+    assert_eq!(
+        (s.price, s.leader_id, s.winner_id),
+        (Some(150), Some(bob), None)
+    );
 
     // A buy-now bid closes it with a winner.
-    let (code, body) = platform.post(&format!("/api/auctions/{id}/bids"), Some(&alice_token), json!({"amount": 1000})).await;
+    let (code, body) = platform
+        .post(
+            &format!("/api/auctions/{id}/bids"),
+            Some(&alice_token),
+            json!({"amount": 1000}),
+        )
+        .await;
     assert_eq!(code, 200, "{body}");
     let s = eventually(10, "closed with a winner", || async {
-        status_of(&api, "lamp").await.filter(|s| s.phase.as_deref() == Some("Closed"))
+        status_of(&api, "lamp")
+            .await
+            .filter(|s| s.phase.as_deref() == Some("Closed"))
     })
     .await;
-    assert_eq!((s.winner_id, s.price, s.outcome.as_deref()), (Some(alice), Some(1000), Some("Sold")));
+    assert_eq!(
+        (s.winner_id, s.price, s.outcome.as_deref()),
+        (Some(alice), Some(1000), Some("Sold"))
+    );
 
     // Events were recorded for the resource.
     let events: Api<Event> = Api::namespaced(client.clone(), &ns.name);
@@ -140,9 +201,17 @@ async fn registers_mirrors_bids_and_cancels_on_delete() {
         api.get_opt("chair").await.unwrap().is_none().then_some(())
     })
     .await;
-    let (_, view) = platform.get(&format!("/api/auctions/{chair}"), &alice_token).await;
+    let (_, view) = platform
+        .get(&format!("/api/auctions/{chair}"), &alice_token)
+        .await;
     assert_eq!(view["phase"], "cancelled", "{view}");
-    assert!(metrics.render().contains("bowchat_operator_registrations_total 3"), "{}", metrics.render());
+    assert!(
+        metrics
+            .render()
+            .contains("bowchat_operator_registrations_total 3"),
+        "{}",
+        metrics.render()
+    );
 
     controller.abort();
 }
@@ -156,9 +225,16 @@ async fn a_spec_the_platform_refuses_is_reported_not_retried_hot() {
     let client = support::client().await;
     let ctx = Arc::new(Context::new(
         client.clone(),
-        Client::new(PlatformConfig { url: platform.url(), email: "operator@test.bowchat".into(), password: PASSWORD.into() }),
+        Client::new(PlatformConfig {
+            url: platform.url(),
+            email: "operator@test.bowchat".into(),
+            password: PASSWORD.into(),
+        }),
         None,
-        ReconcileConfig { poll: Duration::from_millis(300), ..ReconcileConfig::default() },
+        ReconcileConfig {
+            poll: Duration::from_millis(300),
+            ..ReconcileConfig::default()
+        },
         Arc::new(Metrics::default()),
     ));
     let controller = tokio::spawn(reconcile::run(ctx, Some(ns.name.clone())));
@@ -172,10 +248,16 @@ async fn a_spec_the_platform_refuses_is_reported_not_retried_hot() {
     .unwrap();
     api.create(&Default::default(), &past).await.unwrap();
     let s = eventually(20, "refusal in status", || async {
-        status_of(&api, "late").await.filter(|s| s.phase.as_deref() == Some("Failed"))
+        status_of(&api, "late")
+            .await
+            .filter(|s| s.phase.as_deref() == Some("Failed"))
     })
     .await;
-    let c = s.conditions.iter().find(|c| c.type_ == "Registered").unwrap();
+    let c = s
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Registered")
+        .unwrap();
     assert_eq!((c.status.as_str(), c.reason.as_str()), ("False", "Refused"));
     assert!(c.message.contains("INVALID_TERMS"), "{}", c.message);
     controller.abort();

@@ -57,10 +57,18 @@ pub fn repo_root() -> PathBuf {
 /// until it is established.
 pub fn install_crd() {
     let yaml = bowchat_operator::crd::crd_yaml();
-    let (ok, _, err) = kubectl(&["apply", "--server-side", "--force-conflicts", "-f", "-"], Some(&yaml));
+    let (ok, _, err) = kubectl(
+        &["apply", "--server-side", "--force-conflicts", "-f", "-"],
+        Some(&yaml),
+    );
     assert!(ok, "apply CRD: {err}");
     let (ok, _, err) = kubectl(
-        &["wait", "--for=condition=Established", "--timeout=60s", "crd/auctions.bowchat.io"],
+        &[
+            "wait",
+            "--for=condition=Established",
+            "--timeout=60s",
+            "crd/auctions.bowchat.io",
+        ],
         None,
     );
     assert!(ok, "CRD established: {err}");
@@ -74,7 +82,10 @@ pub struct Namespace {
 
 impl Namespace {
     pub fn create(prefix: &str) -> Namespace {
-        let name = format!("{prefix}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+        let name = format!(
+            "{prefix}-{}",
+            &uuid::Uuid::new_v4().simple().to_string()[..8]
+        );
         let (ok, _, err) = kubectl(&["create", "namespace", &name], None);
         assert!(ok, "create namespace: {err}");
         Namespace { name }
@@ -86,13 +97,30 @@ impl Drop for Namespace {
         let ns = self.name.as_str();
         let (_, names, _) = kubectl(&["-n", ns, "get", "auctions", "-o", "name"], None);
         for name in names.lines().filter(|l| !l.is_empty()) {
-            kubectl(&["-n", ns, "patch", name, "--type=merge", "-p", r#"{"metadata":{"finalizers":null}}"#], None);
+            kubectl(
+                &[
+                    "-n",
+                    ns,
+                    "patch",
+                    name,
+                    "--type=merge",
+                    "-p",
+                    r#"{"metadata":{"finalizers":null}}"#,
+                ],
+                None,
+            );
         }
         kubectl(&["-n", ns, "delete", "auctions,deployments,leases,events,configmaps,serviceaccounts,services,secrets,roles,rolebindings", "--all", "--wait=false"], None);
         kubectl(&["delete", "namespace", ns, "--wait=false"], None);
         let body = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}, "spec": {"finalizers": []}});
         kubectl(
-            &["replace", "--raw", &format!("/api/v1/namespaces/{ns}/finalize"), "-f", "-"],
+            &[
+                "replace",
+                "--raw",
+                &format!("/api/v1/namespaces/{ns}/finalize"),
+                "-f",
+                "-",
+            ],
             Some(&body.to_string()),
         );
     }
@@ -131,7 +159,10 @@ mod tempdir {
 
 impl Platform {
     pub fn start() -> Platform {
-        let dir = std::env::temp_dir().join(format!("bowchat-operator-test-{}", uuid::Uuid::new_v4().simple()));
+        let dir = std::env::temp_dir().join(format!(
+            "bowchat-operator-test-{}",
+            uuid::Uuid::new_v4().simple()
+        ));
         std::fs::create_dir_all(&dir).expect("data dir");
         let mut child = Command::new(bowchat_bin())
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
@@ -200,7 +231,10 @@ impl Platform {
             )
             .await;
         assert_eq!(status, 201, "register {name}: {body}");
-        (body["user"]["id"].as_i64().unwrap(), body["accessToken"].as_str().unwrap().to_string())
+        (
+            body["user"]["id"].as_i64().unwrap(),
+            body["accessToken"].as_str().unwrap().to_string(),
+        )
     }
 }
 
@@ -222,7 +256,10 @@ where
         if let Some(v) = f().await {
             return v;
         }
-        assert!(tokio::time::Instant::now() < deadline, "timed out after {secs} s waiting for {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {secs} s waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
