@@ -85,12 +85,19 @@ pub fn campaign(client: Client, config: LeaseConfig) -> watch::Receiver<bool> {
     let (tx, rx) = watch::channel(false);
     let api: Api<Lease> = Api::namespaced(client, &config.namespace);
     tokio::spawn(async move {
+        let mut renewed: Option<tokio::time::Instant> = None;
         loop {
             let leading = match try_acquire(&api, &config).await {
-                Ok(held) => held,
+                Ok(held) => {
+                    renewed = held.then(tokio::time::Instant::now);
+                    held
+                }
+                // A failed round is not a lost Lease: nobody else can take it
+                // before it expires, so a holder keeps leading for two thirds
+                // of the duration (a margin for clock and request delays).
                 Err(e) => {
                     warn!(error = %e, "lease round failed");
-                    false
+                    renewed.is_some_and(|at| at.elapsed() < config.duration * 2 / 3)
                 }
             };
             if leading != *tx.borrow() {

@@ -254,11 +254,13 @@ mod tests {
                 // Never above the partition count nor the maximum.
                 prop_assert!(d.replicas <= partitions);
                 prop_assert!(d.replicas <= p.max_replicas.max(1));
-                // At least the minimum, unless partitions forbid it.
-                prop_assert!(d.replicas >= p.min_replicas.min(partitions) || d.replicas >= current.min(partitions));
-                // Enough replicas for the lag (within the caps) right away.
-                let need = (lag.div_ceil(per) as u32).clamp(p.min_replicas, p.max_replicas.max(p.min_replicas)).min(partitions).min(p.max_replicas.max(1));
-                prop_assert!(d.replicas >= need.min(current.max(need)) || current > partitions.min(p.max_replicas.max(1)));
+                // Enough replicas for the lag (and at least the minimum) right away,
+                // unless the Deployment was above the caps and is being brought down.
+                let cap = p.max_replicas.max(1).min(partitions);
+                let need = (lag.div_ceil(per).min(u64::from(u32::MAX)) as u32)
+                    .clamp(p.min_replicas, p.max_replicas.max(p.min_replicas))
+                    .min(cap);
+                prop_assert!(d.replicas >= need || current > cap, "{d:?} below {need}");
                 // A scale-down within the cooldown of a change happens only to respect the caps.
                 if d.replicas < current && current <= partitions.min(p.max_replicas.max(1)) {
                     prop_assert!(last_change.is_none_or(|at| now - at >= cooldown));
