@@ -24,8 +24,10 @@ fetch_jars() {
   [ -f "$lib/.complete" ] && return 0
   command -v mvn >/dev/null || apt_install maven
   rm -rf "$lib.tmp"
+  mkdir -p "$CACHE"
   mvn -q -B -Dstyle.color=never -f "$POM" -Dmaven.repo.local="$CACHE/m2" \
-    dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$lib.tmp" >&2
+    dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$lib.tmp" \
+    >"$CACHE/mvn.log" 2>&1 || { tail -n 40 "$CACHE/mvn.log" >&2; return 1; }
   touch "$lib.tmp/.complete"
   rm -rf "$lib"; mv "$lib.tmp" "$lib"
 }
@@ -92,8 +94,13 @@ up() {
   local log4j="-Dlog4j2.configurationFile=$DIR/log4j2.properties"
   if [ ! -f "$DIR/data/meta.properties" ]; then
     rm -rf "$DIR/data"
-    local cluster_id
-    cluster_id="$(java "$log4j" -cp "$cp" kafka.tools.StorageTool random-uuid)"
+    # A cluster id is 16 random bytes in URL-safe base64 without padding (what
+    # `StorageTool random-uuid` prints), made here to spare a JVM start.
+    # Like Kafka's own, it never starts with '-', which would read as an option.
+    local cluster_id="-"
+    while [ "${cluster_id:0:1}" = "-" ]; do
+      cluster_id="$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')"
+    done
     java "$log4j" -cp "$cp" kafka.tools.StorageTool format -t "$cluster_id" \
       -c "$DIR/server.properties" >"$DIR/format.log" 2>&1 || { cat "$DIR/format.log" >&2; return 1; }
   fi

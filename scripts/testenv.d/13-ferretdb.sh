@@ -29,7 +29,8 @@ build() {
   command -v go >/dev/null || { echo "testenv: ferretdb needs Go to build" >&2; return 1; }
   mkdir -p "$(dirname "$bin")"
   (cd "$SRC" && GOMODCACHE="$CACHE/gomod" GOCACHE="$CACHE/gobuild" GOFLAGS="-modcacherw -mod=readonly" \
-    go build -trimpath -o "$bin.tmp" .)
+    go build -trimpath -o "$bin.tmp" .) >"$CACHE/build.log" 2>&1 \
+    || { tail -n 40 "$CACHE/build.log" >&2; return 1; }
   mv "$bin.tmp" "$bin"
 }
 

@@ -14,6 +14,7 @@ mod rest_auctions;
 mod rest_auth;
 mod rest_rooms;
 mod rest_social;
+mod web;
 mod ws;
 mod ws_session;
 
@@ -160,7 +161,7 @@ fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics_text))
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
         .route("/readyz", get(readyz))
-        .fallback(not_found)
+        .fallback(web::serve)
         .layer(middleware::from_fn(count_requests))
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state);
@@ -168,10 +169,6 @@ fn router(state: AppState) -> Router {
         app = app.fallback_service(tower_http::services::ServeDir::new(root));
     }
     app
-}
-
-async fn not_found() -> ApiError {
-    ApiError::not_found("route")
 }
 
 async fn readyz(State(state): State<AppState>) -> Response {

@@ -168,13 +168,14 @@ impl KafkaAdmin {
                 }
             }
         }
-        self.wait_ready(&full).await?;
+        self.wait_ready(&full, 1).await?;
         Ok(ensured)
     }
 
-    /// Waits until every topic has a leader for each partition, so a caller can
-    /// publish at once after `ensure_topics`.
-    async fn wait_ready(&self, full: &[String]) -> Result<(), AdminError> {
+    /// Waits until every topic lists at least `partitions` partitions, each with
+    /// a leader, so a caller can use them at once (brokers learn of new topics
+    /// and partitions asynchronously).
+    async fn wait_ready(&self, full: &[String], partitions: usize) -> Result<(), AdminError> {
         let deadline = tokio::time::Instant::now() + self.config.admin_timeout();
         for name in full {
             loop {
@@ -187,7 +188,7 @@ impl KafkaAdmin {
                 let ready = metadata.topics().iter().any(|t| {
                     t.name() == name
                         && t.error().is_none()
-                        && !t.partitions().is_empty()
+                        && t.partitions().len() >= partitions
                         && t.partitions()
                             .iter()
                             .all(|p| p.leader() >= 0 && p.error().is_none())
@@ -245,6 +246,8 @@ impl KafkaAdmin {
         for result in results {
             result.map_err(|(t, code)| AdminError::Kafka(format!("grow {t}: {code}")))?;
         }
+        self.wait_ready(std::slice::from_ref(&full), partitions as usize)
+            .await?;
         info!(topic, from = current, to = partitions, "partitions grown");
         Ok(current)
     }

@@ -19,7 +19,7 @@
 //! Kafka commit, decides where processing resumes. The Kafka commit then only
 //! feeds lag metrics. [`KafkaConsumer::seek_to_stored`] does the same by hand.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -194,23 +194,28 @@ impl KafkaConsumer {
     /// Seeks newly assigned partitions to their stored offsets and forgets
     /// buffered records of partitions this member no longer owns.
     async fn settle_assignment(&mut self) -> Result<(), BusError> {
-        let fresh = std::mem::take(&mut self.state.lock().newly_assigned);
+        // Cloned, not taken: if this future is dropped while the store answers,
+        // the next poll seeks these partitions again.
+        let fresh = self.state.lock().newly_assigned.clone();
         if let (Some(stored), false) = (self.stored.clone(), fresh.is_empty()) {
             let partitions: Vec<u32> = fresh.iter().map(|p| *p as u32).collect();
-            match stored.next_offsets(&self.topic, &partitions).await {
-                Ok(offsets) => {
-                    for (partition, next) in offsets {
-                        self.seek_to_stored(partition, next)?;
-                    }
-                }
-                Err(e) => {
-                    // Handing out records from the group's commit could process
-                    // some twice against the store; try again on the next poll.
-                    self.state.lock().newly_assigned.extend(fresh);
-                    return Err(BusError::Transport(format!("stored offsets: {e}")));
+            // On error nothing is handed out: records from the group's commit
+            // could be processed twice against the store. The next poll retries.
+            let offsets = stored
+                .next_offsets(&self.topic, &partitions)
+                .await
+                .map_err(|e| BusError::Transport(format!("stored offsets: {e}")))?;
+            for (partition, next) in offsets {
+                // Revoked while the store answered: nothing to seek.
+                if self.state.lock().owned.contains_key(&(partition as i32)) {
+                    self.seek_to_stored(partition, next)?;
                 }
             }
         }
+        self.state
+            .lock()
+            .newly_assigned
+            .retain(|p| !fresh.contains(p));
         let state = self.state.lock();
         self.pending
             .retain(|r| state.owned.contains_key(&(r.partition as i32)));
@@ -231,16 +236,18 @@ impl KafkaConsumer {
     }
 
     /// Moves what librdkafka already has into `pending`, without waiting.
-    fn drain_ready(&mut self, max: usize) -> Result<(), BusError> {
+    fn drain_ready(&mut self, max: usize) {
         while self.pending.len() < max {
             let next = match self.inner.recv().now_or_never() {
                 Some(Ok(message)) => self.to_record(&message),
-                Some(Err(e)) => return Err(consume_error(e)),
+                Some(Err(e)) => {
+                    log_consume_error(&self.topic, &e);
+                    break;
+                }
                 None => break,
             };
             self.pending.push_back(next);
         }
-        Ok(())
     }
 }
 
@@ -265,36 +272,25 @@ impl Consumer for KafkaConsumer {
             }
             let first = match self.inner.recv().await {
                 Ok(message) => self.to_record(&message),
-                Err(e) => return Err(consume_error(e)),
+                Err(e) => {
+                    log_consume_error(&self.topic, &e);
+                    continue;
+                }
             };
             self.pending.push_back(first);
-            self.drain_ready(max)?;
+            self.drain_ready(max);
         }
     }
 
     async fn commit(&mut self, records: &[Record]) -> Result<(), BusError> {
-        let mut next: HashMap<u32, u64> = HashMap::new();
-        for r in records {
-            let n = next.entry(r.partition).or_insert(0);
-            *n = (*n).max(r.offset + 1);
-        }
+        let next = next_offsets(records);
         if next.is_empty() {
             return Ok(());
         }
-        {
-            let state = self.state.lock();
-            let fenced: HashSet<u32> = next
-                .keys()
-                .copied()
-                .filter(|p| {
-                    let now = state.owned.get(&(*p as i32));
-                    now.is_none() || now != self.handed_out.get(p)
-                })
-                .collect();
-            if !fenced.is_empty() {
-                warn!(topic = %self.topic, ?fenced, "commit refused: partitions lost in a rebalance");
-                return Err(BusError::Fenced);
-            }
+        let fenced = fenced_partitions(&self.state.lock().owned, &self.handed_out, next.keys());
+        if !fenced.is_empty() {
+            warn!(topic = %self.topic, ?fenced, "commit refused: partitions lost in a rebalance");
+            return Err(BusError::Fenced);
         }
         let mut tpl = TopicPartitionList::new();
         for (partition, offset) in &next {
@@ -305,12 +301,54 @@ impl Consumer for KafkaConsumer {
             )
             .map_err(transport)?;
         }
-        let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || inner.commit(&tpl, CommitMode::Sync))
-            .await
-            .map_err(|e| BusError::Transport(e.to_string()))?
-            .map_err(commit_error)
+        // Transient failures (a broker restarting) are retried with backoff;
+        // a generation error is final.
+        let mut backoff = Duration::from_millis(100);
+        let give_up = tokio::time::Instant::now() + self.timeout;
+        loop {
+            let inner = self.inner.clone();
+            let attempt = tpl.clone();
+            let result =
+                tokio::task::spawn_blocking(move || inner.commit(&attempt, CommitMode::Sync))
+                    .await
+                    .map_err(|e| BusError::Transport(e.to_string()))?
+                    .map_err(commit_error);
+            match result {
+                Err(BusError::Transport(e)) if tokio::time::Instant::now() + backoff < give_up => {
+                    warn!(topic = %self.topic, error = %e, "commit failed; retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                }
+                other => return other,
+            }
+        }
     }
+}
+
+/// Per partition, the offset after the last of `records` (what Kafka commits).
+fn next_offsets(records: &[Record]) -> BTreeMap<u32, u64> {
+    let mut next = BTreeMap::new();
+    for r in records {
+        let n = next.entry(r.partition).or_insert(0);
+        *n = (*n).max(r.offset + 1);
+    }
+    next
+}
+
+/// Partitions among `partitions` this member no longer owns in the epoch it
+/// handed their records out in: revoked, or revoked and assigned again.
+fn fenced_partitions<'a>(
+    owned: &HashMap<i32, u64>,
+    handed_out: &HashMap<u32, u64>,
+    partitions: impl Iterator<Item = &'a u32>,
+) -> Vec<u32> {
+    partitions
+        .copied()
+        .filter(|p| match owned.get(&(*p as i32)) {
+            Some(epoch) => handed_out.get(p) != Some(epoch),
+            None => true,
+        })
+        .collect()
 }
 
 fn is_fencing(code: RDKafkaErrorCode) -> bool {
@@ -333,13 +371,17 @@ fn commit_error(e: KafkaError) -> BusError {
     }
 }
 
-fn consume_error(e: KafkaError) -> BusError {
+/// Errors librdkafka reports while polling never end polling: it reconnects
+/// after a broker outage, rejoins the group after a generation error (the
+/// rebalance callbacks then say which partitions this member lost, and a commit
+/// for them is `Fenced`), and re-reads metadata of a topic a restarting broker
+/// does not know yet. A role must survive all of these, so they are logged.
+fn log_consume_error(topic: &str, e: &KafkaError) {
     match e.rdkafka_error_code() {
-        Some(RDKafkaErrorCode::UnknownTopicOrPartition | RDKafkaErrorCode::UnknownTopic) => {
-            BusError::UnknownTopic(e.to_string())
+        Some(code) if is_fencing(code) => {
+            info!(topic, error = %e, "group membership changing; rejoining")
         }
-        Some(code) if is_fencing(code) => BusError::Fenced,
-        _ => BusError::Transport(format!("consume: {e}")),
+        _ => warn!(topic, error = %e, "consumer error; waiting for the broker"),
     }
 }
 
@@ -367,5 +409,41 @@ mod tests {
             )),
             BusError::Transport(_)
         ));
+    }
+
+    fn record(partition: u32, offset: u64) -> Record {
+        Record {
+            topic: "t".into(),
+            partition,
+            offset,
+            key: String::new(),
+            payload: Bytes::new(),
+        }
+    }
+
+    #[test]
+    fn commits_the_offset_after_the_last_record_per_partition() {
+        let next = next_offsets(&[record(0, 4), record(1, 9), record(0, 6), record(0, 5)]);
+        assert_eq!(next, BTreeMap::from([(0, 7), (1, 10)]));
+        assert!(next_offsets(&[]).is_empty());
+    }
+
+    #[test]
+    fn revoked_or_reassigned_partitions_are_fenced() {
+        // Owned: 0 since generation 1, 2 since generation 5 (revoked and assigned
+        // again after its records went out in generation 1); 1 was revoked.
+        let owned = HashMap::from([(0, 1), (2, 5)]);
+        let handed_out = HashMap::from([(0, 1), (1, 1), (2, 1)]);
+        assert!(fenced_partitions(&owned, &handed_out, [0].iter()).is_empty());
+        assert_eq!(
+            fenced_partitions(&owned, &handed_out, [0, 1].iter()),
+            vec![1]
+        );
+        assert_eq!(fenced_partitions(&owned, &handed_out, [2].iter()), vec![2]);
+        // Never handed out by this member: not its records to commit.
+        assert_eq!(
+            fenced_partitions(&owned, &HashMap::new(), [0].iter()),
+            vec![0]
+        );
     }
 }

@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bowchat_bus::{topics, BusError, Record};
@@ -161,7 +162,7 @@ pub async fn replay_dead_letters(
             }
         }
         consumer.assign(&tpl).map_err(transport)?;
-        Ok::<_, BusError>((consumer, ends))
+        Ok::<_, BusError>((Arc::new(consumer), ends))
     })
     .await
     .map_err(|e| BusError::Transport(e.to_string()))??;
@@ -213,7 +214,11 @@ pub async fn replay_dead_letters(
             Offset::Offset(offset + 1),
         )
         .map_err(transport)?;
-        consumer.commit(&tpl, CommitMode::Sync).map_err(transport)?;
+        let committer = consumer.clone();
+        tokio::task::spawn_blocking(move || committer.commit(&tpl, CommitMode::Sync))
+            .await
+            .map_err(|e| BusError::Transport(e.to_string()))?
+            .map_err(transport)?;
         if offset + 1 >= end {
             remaining.remove(&partition);
         }

@@ -151,17 +151,24 @@ async fn a_new_member_resumes_after_the_committed_records() {
     first.commit(done).await.expect("commit");
     drop(first);
 
-    let mut second = env.consumer("cmds", "writers").await;
-    let resumed = collect(&mut second, rest.len()).await;
+    // Through the port, as the roles use it: poll waits for a record, then
+    // returns at most `max` without waiting for more.
+    let mut second: Box<dyn Consumer> = env.bus.subscribe("cmds", "writers").await.unwrap();
+    let mut resumed = Vec::new();
+    while resumed.len() < rest.len() {
+        let batch = tokio::time::timeout(WAIT, second.poll(3))
+            .await
+            .expect("records within the wait")
+            .unwrap();
+        assert!((1..=3).contains(&batch.len()), "batch of {}", batch.len());
+        resumed.extend(batch);
+    }
     let want: BTreeSet<(u32, u64)> = rest.iter().map(|r| (r.partition, r.offset)).collect();
     let got: BTreeSet<(u32, u64)> = resumed.iter().map(|r| (r.partition, r.offset)).collect();
     assert_eq!(got, want, "exactly the uncommitted records come again");
     // Nothing more is pending.
-    let extra = second
-        .poll_timeout(10, Duration::from_millis(1500))
-        .await
-        .unwrap();
-    assert!(extra.is_empty(), "committed records came back: {extra:?}");
+    let extra = tokio::time::timeout(Duration::from_millis(1500), second.poll(10)).await;
+    assert!(extra.is_err(), "committed records came back: {extra:?}");
     drop(second);
     env.cleanup().await;
 }
@@ -290,8 +297,9 @@ async fn partitions_grow_and_never_shrink() {
     assert_eq!(env.admin.grow_partitions("rooms", 6).await.unwrap(), 2);
     assert_eq!(env.admin.partitions("rooms").await.unwrap(), 6);
 
-    // The bus sees the new count after its metadata age and routes to new partitions.
-    assert_eq!(env.bus.refresh_partitions("rooms").await.unwrap(), 6);
+    // The bus sees the new count once its cached metadata is older than
+    // `metadata_max_age_ms` (500 ms here) and routes to the new partitions.
+    tokio::time::sleep(Duration::from_millis(600)).await;
     let key = (0..100)
         .map(|i| format!("room-{i}"))
         .find(|k| partition_for(k, 6) >= 2)
@@ -300,6 +308,7 @@ async fn partitions_grow_and_never_shrink() {
         .publish("rooms", &key, payload(&key, 0))
         .await
         .unwrap();
+    assert_eq!(env.bus.partitions("rooms").unwrap(), 6);
     let mut consumer = env.consumer("rooms", "readers").await;
     let got = collect(&mut consumer, 1).await;
     assert_eq!(got[0].partition, partition_for(&key, 6));
@@ -487,5 +496,37 @@ async fn assignment_resumes_from_stored_offsets_not_the_group_commit() {
     let offsets: Vec<u64> = rest.iter().map(|r| r.offset).collect();
     assert_eq!(offsets, vec![6, 7, 8, 9]);
     drop(c);
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_poll_dropped_by_select_loses_nothing() {
+    let env = Env::new(&[("ticks", 3)]).await;
+    let batch: Vec<(String, Bytes)> = (0..60)
+        .map(|i| {
+            let key = format!("auction-{}", i % 7);
+            let value = payload(&key, i);
+            (key, value)
+        })
+        .collect();
+    env.bus.publish_all("ticks", batch).await.unwrap();
+    // As the auction role does: poll races a timer, and the timer often wins.
+    let mut consumer: Box<dyn Consumer> = env.bus.subscribe("ticks", "timers").await.unwrap();
+    let started = Instant::now();
+    let mut seen: Vec<(u32, u64)> = Vec::new();
+    let mut timer_wins = 0;
+    while seen.len() < 60 {
+        assert!(started.elapsed() < WAIT, "only {} of 60", seen.len());
+        tokio::select! {
+            polled = consumer.poll(4) => {
+                seen.extend(polled.unwrap().iter().map(|r| (r.partition, r.offset)));
+            }
+            _ = tokio::time::sleep(Duration::from_millis(1)) => timer_wins += 1,
+        }
+    }
+    let unique: BTreeSet<(u32, u64)> = seen.iter().copied().collect();
+    assert_eq!(unique.len(), 60, "no record twice, none lost");
+    println!("{timer_wins} polls were dropped by the timer");
+    drop(consumer);
     env.cleanup().await;
 }

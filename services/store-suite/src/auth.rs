@@ -1,18 +1,12 @@
-//! `SqliteAuthRepository` against a real SQLite file, alone and under `AuthService`.
+//! `AuthRepository`: users, signing keys, refresh-token rotation, and the
+//! `AuthService` on top of it across a restart.
 
-use std::path::Path;
 use std::sync::Arc;
 
-use bowchat_auth::ports::{AuthRepoError, AuthRepository, RefreshRecord};
+use bowchat_auth::ports::{AuthRepoError, RefreshRecord};
 use bowchat_auth::{AuthService, PasswordPolicy, SigningKey, TokenConfig};
-use bowchat_store::{Db, SqliteAuthRepository, SqliteOptions};
 
-async fn open(path: &Path) -> (Db, SqliteAuthRepository) {
-    let db = Db::open(path, &SqliteOptions::default())
-        .await
-        .expect("open db");
-    (db.clone(), SqliteAuthRepository::new(db))
-}
+use crate::Store;
 
 fn record(hash: &str, family: &str, user_id: i64) -> RefreshRecord {
     RefreshRecord {
@@ -26,11 +20,8 @@ fn record(hash: &str, family: &str, user_id: i64) -> RefreshRecord {
     }
 }
 
-#[tokio::test]
-async fn create_and_find_users() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let (_db, repo) = open(&dir.path().join("auth.db")).await;
-
+pub async fn create_and_find_users(store: Arc<dyn Store>) {
+    let repo = store.open().await.auth;
     let ada = repo
         .create_user("ada@example.com", "Ada", Some("$argon2id$fake"), 10)
         .await
@@ -78,10 +69,8 @@ async fn create_and_find_users() {
     assert_eq!(repo.users(&many).await.expect("users").len(), 2);
 }
 
-#[tokio::test]
-async fn duplicate_email_is_a_conflict() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let (_db, repo) = open(&dir.path().join("auth.db")).await;
+pub async fn duplicate_email_is_a_conflict(store: Arc<dyn Store>) {
+    let repo = store.open().await.auth;
     repo.create_user("ada@example.com", "Ada", None, 1)
         .await
         .expect("create");
@@ -99,14 +88,11 @@ async fn duplicate_email_is_a_conflict() {
         .is_ok());
 }
 
-#[tokio::test]
-async fn signing_key_persists_across_reopen() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("auth.db");
+pub async fn signing_key_persists_across_reopen(store: Arc<dyn Store>) {
     let first = SigningKey::generate();
     let newer = SigningKey::generate();
     {
-        let (db, repo) = open(&path).await;
+        let repo = store.open().await.auth;
         assert_eq!(repo.signing_key().await.expect("read"), None);
         repo.store_signing_key(&first, 100).await.expect("store");
         repo.store_signing_key(&newer, 200).await.expect("store");
@@ -115,16 +101,13 @@ async fn signing_key_persists_across_reopen() {
             matches!(duplicate, Err(AuthRepoError::Conflict(_))),
             "{duplicate:?}"
         );
-        db.close().await;
     }
-    let (_db, repo) = open(&path).await;
+    let repo = store.open().await.auth;
     assert_eq!(repo.signing_key().await.expect("read"), Some(newer));
 }
 
-#[tokio::test]
-async fn rotate_refresh_is_once_only() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let (_db, repo) = open(&dir.path().join("auth.db")).await;
+pub async fn rotate_refresh_is_once_only(store: Arc<dyn Store>) {
+    let repo = store.open().await.auth;
     let user = repo
         .create_user("ada@example.com", "Ada", None, 1)
         .await
@@ -208,11 +191,8 @@ async fn rotate_refresh_is_once_only() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn concurrent_rotations_have_one_winner() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let (_db, repo) = open(&dir.path().join("auth.db")).await;
-    let repo = Arc::new(repo);
+pub async fn concurrent_rotations_have_one_winner(store: Arc<dyn Store>) {
+    let repo = store.open().await.auth;
     let user = repo
         .create_user("ada@example.com", "Ada", None, 1)
         .await
@@ -248,14 +228,11 @@ async fn concurrent_rotations_have_one_winner() {
     assert_eq!((winners, inserted), (1, 1));
 }
 
-#[tokio::test]
-async fn auth_service_on_sqlite_survives_a_restart() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("auth.db");
+pub async fn auth_service_survives_a_restart(store: Arc<dyn Store>) {
     let policy = PasswordPolicy::fast_for_tests();
 
-    let (db, repo) = open(&path).await;
-    let auth = AuthService::start(Arc::new(repo), TokenConfig::default(), policy.clone())
+    let repo = store.open().await.auth;
+    let auth = AuthService::start(repo, TokenConfig::default(), policy.clone())
         .await
         .expect("start");
     let session = auth
@@ -263,10 +240,10 @@ async fn auth_service_on_sqlite_survives_a_restart() {
         .await
         .expect("register");
     let rotated = auth.refresh(&session.refresh_token).await.expect("refresh");
-    db.close().await;
+    drop(auth);
 
-    let (_db, repo) = open(&path).await;
-    let auth = AuthService::start(Arc::new(repo), TokenConfig::default(), policy)
+    let repo = store.open().await.auth;
+    let auth = AuthService::start(repo, TokenConfig::default(), policy)
         .await
         .expect("restart");
     let claims = auth

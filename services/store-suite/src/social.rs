@@ -1,24 +1,10 @@
-//! `SqliteSocialRepository` against a real SQLite file.
+//! `SocialRepository`: logins in flight, linked identities and one-time tickets.
 
-use bowchat_auth::ports::AuthRepository;
-use bowchat_social::ports::{NewAccount, PendingLogin, SocialRepository, Ticket, TicketKind};
-use bowchat_store::{Db, SqliteAuthRepository, SqliteOptions, SqliteSocialRepository};
+use std::sync::Arc;
 
-async fn open() -> (
-    tempfile::TempDir,
-    SqliteAuthRepository,
-    SqliteSocialRepository,
-) {
-    let dir = tempfile::tempdir().unwrap();
-    let db = Db::open(&dir.path().join("t.db"), &SqliteOptions::default())
-        .await
-        .expect("open db");
-    (
-        dir,
-        SqliteAuthRepository::new(db.clone()),
-        SqliteSocialRepository::new(db),
-    )
-}
+use bowchat_social::ports::{NewAccount, PendingLogin, Ticket, TicketKind};
+
+use crate::Store;
 
 fn pending(state: &str, expires_at: i64) -> PendingLogin {
     PendingLogin {
@@ -31,9 +17,8 @@ fn pending(state: &str, expires_at: i64) -> PendingLogin {
     }
 }
 
-#[tokio::test]
-async fn a_pending_login_is_taken_once_and_expired_ones_are_swept() {
-    let (_dir, _auth, repo) = open().await;
+pub async fn a_pending_login_is_taken_once_and_expired_ones_are_swept(store: Arc<dyn Store>) {
+    let repo = store.open().await.social;
     repo.insert_pending(&pending("old", 100), 50).await.unwrap();
     repo.insert_pending(&pending("s1", 10_000), 200)
         .await
@@ -47,9 +32,9 @@ async fn a_pending_login_is_taken_once_and_expired_ones_are_swept() {
     assert_eq!(repo.take_pending("s1").await.unwrap(), None);
 }
 
-#[tokio::test]
-async fn first_login_creates_a_linked_user_and_refuses_a_taken_email() {
-    let (_dir, auth, repo) = open().await;
+pub async fn first_login_creates_a_linked_user_and_refuses_a_taken_email(store: Arc<dyn Store>) {
+    let repos = store.open().await;
+    let (auth, repo) = (repos.auth, repos.social);
     let local = auth
         .create_user("kim@example.test", "Kim", Some("hash"), 1)
         .await
@@ -97,9 +82,9 @@ async fn first_login_creates_a_linked_user_and_refuses_a_taken_email() {
     assert_eq!(repo.identity_owner("other", "sub-1").await.unwrap(), None);
 }
 
-#[tokio::test]
-async fn tickets_are_single_use_and_kept_apart_by_kind() {
-    let (_dir, auth, repo) = open().await;
+pub async fn tickets_are_single_use_and_kept_apart_by_kind(store: Arc<dyn Store>) {
+    let repos = store.open().await;
+    let (auth, repo) = (repos.auth, repos.social);
     let user = auth
         .create_user("a@example.test", "A", None, 1)
         .await
@@ -125,5 +110,33 @@ async fn tickets_are_single_use_and_kept_apart_by_kind() {
     assert_eq!(
         repo.take_ticket(TicketKind::LoginCode, "h1").await.unwrap(),
         None
+    );
+}
+
+pub async fn racing_first_logins_create_one_account(store: Arc<dyn Store>) {
+    let repo = store.open().await.social;
+    let tasks: Vec<_> = (0..8)
+        .map(|i| {
+            let repo = repo.clone();
+            tokio::spawn(async move {
+                repo.create_linked_user("sam@example.test", "Sam", "test", "sub-7", 10 + i)
+                    .await
+            })
+        })
+        .collect();
+    let mut created = Vec::new();
+    let mut linked = Vec::new();
+    for task in tasks {
+        match task.await.expect("join").expect("create") {
+            NewAccount::Created(user) => created.push(user.id),
+            NewAccount::AlreadyLinked(id) => linked.push(id),
+            NewAccount::EmailTaken => panic!("the email was taken by the same identity"),
+        }
+    }
+    assert_eq!(created.len(), 1, "{created:?} {linked:?}");
+    assert!(linked.iter().all(|id| *id == created[0]), "{linked:?}");
+    assert_eq!(
+        repo.identity_owner("test", "sub-7").await.unwrap(),
+        Some(created[0])
     );
 }

@@ -1,18 +1,13 @@
-//! `SqliteChatRepository` against a real SQLite file.
+//! `ChatRepository`: rooms, members, history pages, read markers and the
+//! atomic, sequence-checked batch commit.
 
-use std::path::Path;
+use std::sync::Arc;
 
 use bowchat_chat::messages::ChatMessage;
-use bowchat_chat::ports::{ChatBatch, ChatRepoError, ChatRepository, MemberRole, RoomKind};
+use bowchat_chat::ports::{ChatBatch, ChatRepoError, MemberRole, RoomKind};
 use bowchat_model::{PageQuery, RoomId, UserId};
-use bowchat_store::{Db, SqliteChatRepository, SqliteOptions};
 
-async fn open(path: &Path) -> SqliteChatRepository {
-    let db = Db::open(path, &SqliteOptions::default())
-        .await
-        .expect("open db");
-    SqliteChatRepository::new(db)
-}
+use crate::Store;
 
 fn msg(room: RoomId, seq: i64, sender: UserId) -> ChatMessage {
     ChatMessage {
@@ -44,10 +39,8 @@ fn page(before: Option<i64>, after: Option<i64>, limit: Option<u32>) -> PageQuer
     }
 }
 
-#[tokio::test]
-async fn history_pages_before_after_and_latest() {
-    let dir = tempfile::tempdir().unwrap();
-    let repo = open(&dir.path().join("chat.db")).await;
+pub async fn history_pages_before_after_and_latest(store: Arc<dyn Store>) {
+    let repo = store.open().await.chat;
     let room = repo.create_group("g", 1, &[2], 10).await.unwrap().id;
     // Three batches, as the role would store them.
     for range in [1..=10, 11..=11, 12..=25] {
@@ -106,10 +99,8 @@ async fn history_pages_before_after_and_latest() {
     assert_eq!(repo.get_room(room).await.unwrap().unwrap().last_seq, 25);
 }
 
-#[tokio::test]
-async fn direct_room_is_one_per_pair() {
-    let dir = tempfile::tempdir().unwrap();
-    let repo = open(&dir.path().join("chat.db")).await;
+pub async fn direct_room_is_one_per_pair(store: Arc<dyn Store>) {
+    let repo = store.open().await.chat;
     let first = repo.open_direct(1, 2, 10).await.unwrap();
     assert_eq!(first.kind, RoomKind::Direct);
     assert_eq!(repo.open_direct(1, 2, 20).await.unwrap(), first);
@@ -130,10 +121,8 @@ async fn direct_room_is_one_per_pair() {
     ));
 }
 
-#[tokio::test]
-async fn groups_members_and_joins() {
-    let dir = tempfile::tempdir().unwrap();
-    let repo = open(&dir.path().join("chat.db")).await;
+pub async fn groups_members_and_joins(store: Arc<dyn Store>) {
+    let repo = store.open().await.chat;
     let room = repo
         .create_group("team", 1, &[2, 3, 2, 1], 10)
         .await
@@ -187,10 +176,8 @@ async fn groups_members_and_joins() {
     assert_eq!(repo.members(room.id).await.unwrap().len(), 4);
 }
 
-#[tokio::test]
-async fn unread_counts_and_read_markers_never_move_back() {
-    let dir = tempfile::tempdir().unwrap();
-    let repo = open(&dir.path().join("chat.db")).await;
+pub async fn unread_counts_and_read_markers_never_move_back(store: Arc<dyn Store>) {
+    let repo = store.open().await.chat;
     let room = repo.create_group("g", 1, &[2, 3], 10).await.unwrap().id;
     let quiet = repo.create_group("quiet", 2, &[], 10).await.unwrap().id;
     repo.commit(&batch_of((1..=5).map(|s| msg(room, s, 1)).collect()))
@@ -240,10 +227,8 @@ async fn unread_counts_and_read_markers_never_move_back() {
     assert!(repo.rooms_of(42).await.unwrap().is_empty());
 }
 
-#[tokio::test]
-async fn a_failing_commit_stores_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let repo = open(&dir.path().join("chat.db")).await;
+pub async fn a_failing_commit_stores_nothing(store: Arc<dyn Store>) {
+    let repo = store.open().await.chat;
     let a = repo.create_group("a", 1, &[2], 10).await.unwrap().id;
     let b = repo.create_group("b", 1, &[2], 10).await.unwrap().id;
     repo.commit(&batch_of(vec![msg(a, 1, 1)])).await.unwrap();
@@ -304,10 +289,8 @@ async fn a_failing_commit_stores_nothing() {
     assert!(repo.member(b, 9).await.unwrap().is_some());
 }
 
-#[tokio::test]
-async fn dedupe_lookup_and_last_seqs() {
-    let dir = tempfile::tempdir().unwrap();
-    let repo = open(&dir.path().join("chat.db")).await;
+pub async fn dedupe_lookup_and_last_seqs(store: Arc<dyn Store>) {
+    let repo = store.open().await.chat;
     let room = repo.create_group("g", 1, &[2], 10).await.unwrap().id;
     let other = repo.create_group("h", 1, &[2], 10).await.unwrap().id;
     // More messages than one lookup query takes, from two senders.
@@ -340,4 +323,72 @@ async fn dedupe_lookup_and_last_seqs() {
     let seqs = repo.last_seqs(&[room, other, 999]).await.unwrap();
     assert_eq!(seqs.len(), 2);
     assert_eq!((seqs[&room], seqs[&other]), (600, 1));
+}
+
+pub async fn concurrent_opens_of_a_pair_make_one_room(store: Arc<dyn Store>) {
+    let repo = store.open().await.chat;
+    let tasks: Vec<_> = (0..12)
+        .map(|i| {
+            let repo = repo.clone();
+            // Both orders of the pair, as the two users would open it.
+            let (a, b) = if i % 2 == 0 { (1, 2) } else { (2, 1) };
+            tokio::spawn(async move { repo.open_direct(a, b, 10 + i).await })
+        })
+        .collect();
+    let mut ids = Vec::new();
+    for task in tasks {
+        ids.push(task.await.expect("join").expect("open").id);
+    }
+    ids.dedup();
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    let members: Vec<UserId> = repo
+        .members(ids[0])
+        .await
+        .unwrap()
+        .iter()
+        .map(|m| m.user_id)
+        .collect();
+    assert_eq!(members, vec![1, 2]);
+    assert_eq!(repo.rooms_of(1).await.unwrap().len(), 1);
+}
+
+pub async fn racing_batches_on_one_room_keep_one_sequence(store: Arc<dyn Store>) {
+    let repo = store.open().await.chat;
+    for round in 0..10 {
+        let room = repo
+            .create_group(&format!("g{round}"), 1, &[2, 3], 10)
+            .await
+            .unwrap()
+            .id;
+        // Two owners (before and after a rebalance) both continue from seq 0.
+        let batches = [
+            batch_of((1..=3).map(|s| msg(room, s, 2)).collect()),
+            batch_of((1..=2).map(|s| msg(room, s, 3)).collect()),
+        ];
+        let tasks: Vec<_> = batches
+            .iter()
+            .cloned()
+            .map(|batch| {
+                let repo = repo.clone();
+                tokio::spawn(async move { repo.commit(&batch).await })
+            })
+            .collect();
+        let mut outcomes = Vec::new();
+        for task in tasks {
+            outcomes.push(task.await.expect("join"));
+        }
+        let winners: Vec<usize> = (0..2).filter(|i| outcomes[*i].is_ok()).collect();
+        assert_eq!(winners.len(), 1, "round {round}: {outcomes:?}");
+        let loser = &outcomes[1 - winners[0]];
+        assert!(
+            matches!(loser, Err(ChatRepoError::Conflict(_))),
+            "{loser:?}"
+        );
+        let stored = repo.history(room, PageQuery::default(), 50).await.unwrap();
+        assert_eq!(stored, batches[winners[0]].messages);
+        assert_eq!(
+            repo.get_room(room).await.unwrap().unwrap().last_seq,
+            stored.len() as i64
+        );
+    }
 }

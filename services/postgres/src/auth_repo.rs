@@ -1,0 +1,250 @@
+//! PostgreSQL adapter for `bowchat_auth::ports::AuthRepository`: users, the JWT
+//! signing keys and refresh-token records.
+
+use async_trait::async_trait;
+use bowchat_auth::ports::{AuthRepoError, AuthRepository, RefreshRecord, User};
+use bowchat_auth::SigningKey;
+use bowchat_model::{Millis, UserId};
+use sqlx::postgres::PgRow;
+use sqlx::{PgExecutor, Row};
+
+use crate::PgStore;
+
+const USER_COLUMNS: &str = "id, email, display_name, password_hash, created_at";
+const REFRESH_COLUMNS: &str =
+    "token_hash, family, user_id, created_at, expires_at, rotated_at, revoked_at";
+
+#[derive(Clone)]
+pub struct PgAuthRepository {
+    store: PgStore,
+}
+
+impl PgAuthRepository {
+    pub fn new(store: PgStore) -> Self {
+        Self { store }
+    }
+}
+
+pub(crate) fn storage_error(e: sqlx::Error) -> AuthRepoError {
+    match e {
+        sqlx::Error::Database(d) if d.is_unique_violation() => {
+            AuthRepoError::Conflict(d.message().to_string())
+        }
+        other => AuthRepoError::Unavailable(other.to_string()),
+    }
+}
+
+/// A row that does not decode into the expected types is corrupt data, not
+/// an outage: retrying will not help.
+pub(crate) fn corrupt(e: sqlx::Error) -> AuthRepoError {
+    AuthRepoError::Corrupt(e.to_string())
+}
+
+pub(crate) fn user_of(row: &PgRow) -> Result<User, AuthRepoError> {
+    Ok(User {
+        id: row.try_get("id").map_err(corrupt)?,
+        email: row.try_get("email").map_err(corrupt)?,
+        display_name: row.try_get("display_name").map_err(corrupt)?,
+        password_hash: row.try_get("password_hash").map_err(corrupt)?,
+        created_at: row.try_get("created_at").map_err(corrupt)?,
+    })
+}
+
+fn refresh_of(row: &PgRow) -> Result<RefreshRecord, AuthRepoError> {
+    Ok(RefreshRecord {
+        token_hash: row.try_get("token_hash").map_err(corrupt)?,
+        family: row.try_get("family").map_err(corrupt)?,
+        user_id: row.try_get("user_id").map_err(corrupt)?,
+        created_at: row.try_get("created_at").map_err(corrupt)?,
+        expires_at: row.try_get("expires_at").map_err(corrupt)?,
+        rotated_at: row.try_get("rotated_at").map_err(corrupt)?,
+        revoked_at: row.try_get("revoked_at").map_err(corrupt)?,
+    })
+}
+
+async fn insert_refresh<'c>(
+    executor: impl PgExecutor<'c>,
+    record: &RefreshRecord,
+) -> Result<(), AuthRepoError> {
+    sqlx::query(
+        "INSERT INTO refresh_tokens \
+         (token_hash, family, user_id, created_at, expires_at, rotated_at, revoked_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(&record.token_hash)
+    .bind(&record.family)
+    .bind(record.user_id)
+    .bind(record.created_at)
+    .bind(record.expires_at)
+    .bind(record.rotated_at)
+    .bind(record.revoked_at)
+    .execute(executor)
+    .await
+    .map_err(storage_error)?;
+    Ok(())
+}
+
+#[async_trait]
+impl AuthRepository for PgAuthRepository {
+    async fn create_user(
+        &self,
+        email: &str,
+        display_name: &str,
+        password_hash: Option<&str>,
+        now: Millis,
+    ) -> Result<User, AuthRepoError> {
+        let id: UserId = sqlx::query_scalar(
+            "INSERT INTO users (email, display_name, password_hash, created_at) \
+             VALUES ($1, $2, $3, $4) RETURNING id",
+        )
+        .bind(email)
+        .bind(display_name)
+        .bind(password_hash)
+        .bind(now)
+        .fetch_one(&self.store.pool)
+        .await
+        .map_err(storage_error)?;
+        Ok(User {
+            id,
+            email: email.to_string(),
+            display_name: display_name.to_string(),
+            password_hash: password_hash.map(str::to_string),
+            created_at: now,
+        })
+    }
+
+    async fn user_by_email(&self, email: &str) -> Result<Option<User>, AuthRepoError> {
+        let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE email = $1");
+        let row = sqlx::query(&sql)
+            .bind(email)
+            .fetch_optional(&self.store.pool)
+            .await
+            .map_err(storage_error)?;
+        row.as_ref().map(user_of).transpose()
+    }
+
+    async fn user(&self, id: UserId) -> Result<Option<User>, AuthRepoError> {
+        let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1");
+        let row = sqlx::query(&sql)
+            .bind(id)
+            .fetch_optional(&self.store.pool)
+            .await
+            .map_err(storage_error)?;
+        row.as_ref().map(user_of).transpose()
+    }
+
+    async fn users(&self, ids: &[UserId]) -> Result<Vec<User>, AuthRepoError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        // One array parameter, however many ids: no chunking needed.
+        let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id = ANY($1) ORDER BY id");
+        let rows = sqlx::query(&sql)
+            .bind(ids)
+            .fetch_all(&self.store.pool)
+            .await
+            .map_err(storage_error)?;
+        rows.iter().map(user_of).collect()
+    }
+
+    async fn signing_key(&self) -> Result<Option<SigningKey>, AuthRepoError> {
+        let row = sqlx::query(
+            "SELECT kid, secret FROM signing_keys ORDER BY created_at DESC, stored_seq DESC LIMIT 1",
+        )
+        .fetch_optional(&self.store.pool)
+        .await
+        .map_err(storage_error)?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let key = SigningKey {
+            kid: row.try_get("kid").map_err(corrupt)?,
+            secret: row.try_get("secret").map_err(corrupt)?,
+        };
+        // An empty or short HMAC secret would make tokens forgeable.
+        if key.secret.len() < 32 {
+            return Err(AuthRepoError::Corrupt(format!(
+                "signing key {} is too short",
+                key.kid
+            )));
+        }
+        Ok(Some(key))
+    }
+
+    async fn store_signing_key(&self, key: &SigningKey, now: Millis) -> Result<(), AuthRepoError> {
+        sqlx::query("INSERT INTO signing_keys (kid, secret, created_at) VALUES ($1, $2, $3)")
+            .bind(&key.kid)
+            .bind(&key.secret)
+            .bind(now)
+            .execute(&self.store.pool)
+            .await
+            .map_err(storage_error)?;
+        Ok(())
+    }
+
+    async fn insert_refresh(&self, record: &RefreshRecord) -> Result<(), AuthRepoError> {
+        insert_refresh(&self.store.pool, record).await
+    }
+
+    async fn refresh(&self, token_hash: &str) -> Result<Option<RefreshRecord>, AuthRepoError> {
+        let sql = format!("SELECT {REFRESH_COLUMNS} FROM refresh_tokens WHERE token_hash = $1");
+        let row = sqlx::query(&sql)
+            .bind(token_hash)
+            .fetch_optional(&self.store.pool)
+            .await
+            .map_err(storage_error)?;
+        row.as_ref().map(refresh_of).transpose()
+    }
+
+    async fn rotate_refresh(
+        &self,
+        old_hash: &str,
+        new: &RefreshRecord,
+        now: Millis,
+    ) -> Result<bool, AuthRepoError> {
+        let mut tx = self.store.pool.begin().await.map_err(storage_error)?;
+        // The guard in the WHERE clause makes rotation once-only: the row lock
+        // makes a concurrent second UPDATE wait, re-check the guard and match nothing.
+        let updated = sqlx::query(
+            "UPDATE refresh_tokens SET rotated_at = $1 \
+             WHERE token_hash = $2 AND rotated_at IS NULL AND revoked_at IS NULL",
+        )
+        .bind(now)
+        .bind(old_hash)
+        .execute(&mut *tx)
+        .await
+        .map_err(storage_error)?
+        .rows_affected();
+        if updated == 0 {
+            tx.rollback().await.map_err(storage_error)?;
+            return Ok(false);
+        }
+        insert_refresh(&mut *tx, new).await?;
+        tx.commit().await.map_err(storage_error)?;
+        Ok(true)
+    }
+
+    async fn revoke_family(&self, family: &str, now: Millis) -> Result<(), AuthRepoError> {
+        sqlx::query(
+            "UPDATE refresh_tokens SET revoked_at = $1 WHERE family = $2 AND revoked_at IS NULL",
+        )
+        .bind(now)
+        .bind(family)
+        .execute(&self.store.pool)
+        .await
+        .map_err(storage_error)?;
+        Ok(())
+    }
+
+    async fn revoke_token(&self, token_hash: &str, now: Millis) -> Result<(), AuthRepoError> {
+        sqlx::query(
+            "UPDATE refresh_tokens SET revoked_at = $1 WHERE token_hash = $2 AND revoked_at IS NULL",
+        )
+        .bind(now)
+        .bind(token_hash)
+        .execute(&self.store.pool)
+        .await
+        .map_err(storage_error)?;
+        Ok(())
+    }
+}

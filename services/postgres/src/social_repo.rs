@@ -1,0 +1,231 @@
+//! PostgreSQL adapter for `bowchat_social::ports::SocialRepository`. Every
+//! "take" is a `DELETE ... RETURNING`, so a state or ticket is used once even
+//! when two requests on two nodes race.
+
+use async_trait::async_trait;
+use bowchat_auth::{AuthRepoError, User};
+use bowchat_model::{Millis, UserId};
+use bowchat_social::ports::{NewAccount, PendingLogin, SocialRepository, Ticket, TicketKind};
+use sqlx::{PgExecutor, Row};
+
+use crate::auth_repo::{corrupt, storage_error};
+use crate::PgStore;
+
+#[derive(Clone)]
+pub struct PgSocialRepository {
+    store: PgStore,
+}
+
+impl PgSocialRepository {
+    pub fn new(store: PgStore) -> Self {
+        Self { store }
+    }
+}
+
+fn kind_of(text: &str) -> Result<TicketKind, AuthRepoError> {
+    match text {
+        "login" => Ok(TicketKind::LoginCode),
+        "link" => Ok(TicketKind::LinkTicket),
+        other => Err(AuthRepoError::Corrupt(format!("ticket kind {other}"))),
+    }
+}
+
+async fn owner<'c>(
+    executor: impl PgExecutor<'c>,
+    provider: &str,
+    subject: &str,
+) -> Result<Option<UserId>, AuthRepoError> {
+    sqlx::query_scalar("SELECT user_id FROM user_identities WHERE provider = $1 AND subject = $2")
+        .bind(provider)
+        .bind(subject)
+        .fetch_optional(executor)
+        .await
+        .map_err(storage_error)
+}
+
+#[async_trait]
+impl SocialRepository for PgSocialRepository {
+    async fn insert_pending(&self, login: &PendingLogin, now: Millis) -> Result<(), AuthRepoError> {
+        let mut tx = self.store.pool.begin().await.map_err(storage_error)?;
+        sqlx::query("DELETE FROM oauth_pending WHERE expires_at <= $1")
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(storage_error)?;
+        sqlx::query(
+            "INSERT INTO oauth_pending (state, provider, pkce_verifier, nonce, link_user_id, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(&login.state)
+        .bind(&login.provider)
+        .bind(&login.pkce_verifier)
+        .bind(&login.nonce)
+        .bind(login.link_user)
+        .bind(login.expires_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(storage_error)?;
+        tx.commit().await.map_err(storage_error)
+    }
+
+    async fn take_pending(&self, state: &str) -> Result<Option<PendingLogin>, AuthRepoError> {
+        let row = sqlx::query(
+            "DELETE FROM oauth_pending WHERE state = $1 \
+             RETURNING state, provider, pkce_verifier, nonce, link_user_id, expires_at",
+        )
+        .bind(state)
+        .fetch_optional(&self.store.pool)
+        .await
+        .map_err(storage_error)?;
+        row.map(|row| {
+            Ok(PendingLogin {
+                state: row.try_get("state").map_err(corrupt)?,
+                provider: row.try_get("provider").map_err(corrupt)?,
+                pkce_verifier: row.try_get("pkce_verifier").map_err(corrupt)?,
+                nonce: row.try_get("nonce").map_err(corrupt)?,
+                link_user: row.try_get("link_user_id").map_err(corrupt)?,
+                expires_at: row.try_get("expires_at").map_err(corrupt)?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn identity_owner(
+        &self,
+        provider: &str,
+        subject: &str,
+    ) -> Result<Option<UserId>, AuthRepoError> {
+        owner(&self.store.pool, provider, subject).await
+    }
+
+    async fn link_identity(
+        &self,
+        provider: &str,
+        subject: &str,
+        user: UserId,
+        now: Millis,
+    ) -> Result<bool, AuthRepoError> {
+        let inserted = sqlx::query(
+            "INSERT INTO user_identities (provider, subject, user_id, created_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (provider, subject) DO NOTHING",
+        )
+        .bind(provider)
+        .bind(subject)
+        .bind(user)
+        .bind(now)
+        .execute(&self.store.pool)
+        .await
+        .map_err(storage_error)?
+        .rows_affected();
+        Ok(inserted == 1)
+    }
+
+    async fn create_linked_user(
+        &self,
+        email: &str,
+        display_name: &str,
+        provider: &str,
+        subject: &str,
+        now: Millis,
+    ) -> Result<NewAccount, AuthRepoError> {
+        let mut tx = self.store.pool.begin().await.map_err(storage_error)?;
+        if let Some(user) = owner(&mut *tx, provider, subject).await? {
+            return Ok(NewAccount::AlreadyLinked(user));
+        }
+        // ON CONFLICT instead of a prior check: another node may create the same
+        // email or link the same identity between our statements.
+        let id: Option<UserId> = sqlx::query_scalar(
+            "INSERT INTO users (email, display_name, password_hash, created_at) \
+             VALUES ($1, $2, NULL, $3) ON CONFLICT (email) DO NOTHING RETURNING id",
+        )
+        .bind(email)
+        .bind(display_name)
+        .bind(now)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(storage_error)?;
+        let Some(id) = id else {
+            tx.rollback().await.map_err(storage_error)?;
+            // A concurrent first login of the same identity may have taken the email.
+            return Ok(match owner(&self.store.pool, provider, subject).await? {
+                Some(user) => NewAccount::AlreadyLinked(user),
+                None => NewAccount::EmailTaken,
+            });
+        };
+        let linked = sqlx::query(
+            "INSERT INTO user_identities (provider, subject, user_id, created_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (provider, subject) DO NOTHING",
+        )
+        .bind(provider)
+        .bind(subject)
+        .bind(id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(storage_error)?
+        .rows_affected();
+        if linked == 0 {
+            tx.rollback().await.map_err(storage_error)?;
+            let user = owner(&self.store.pool, provider, subject)
+                .await?
+                .ok_or_else(|| AuthRepoError::Unavailable("identity link vanished".into()))?;
+            return Ok(NewAccount::AlreadyLinked(user));
+        }
+        tx.commit().await.map_err(storage_error)?;
+        Ok(NewAccount::Created(User {
+            id,
+            email: email.to_string(),
+            display_name: display_name.to_string(),
+            password_hash: None,
+            created_at: now,
+        }))
+    }
+
+    async fn insert_ticket(&self, ticket: &Ticket, now: Millis) -> Result<(), AuthRepoError> {
+        let mut tx = self.store.pool.begin().await.map_err(storage_error)?;
+        sqlx::query("DELETE FROM oauth_tickets WHERE expires_at <= $1")
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(storage_error)?;
+        sqlx::query(
+            "INSERT INTO oauth_tickets (hash, kind, user_id, new_account, expires_at) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(&ticket.hash)
+        .bind(ticket.kind.as_str())
+        .bind(ticket.user)
+        .bind(ticket.new_account)
+        .bind(ticket.expires_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(storage_error)?;
+        tx.commit().await.map_err(storage_error)
+    }
+
+    async fn take_ticket(
+        &self,
+        kind: TicketKind,
+        hash: &str,
+    ) -> Result<Option<Ticket>, AuthRepoError> {
+        let row = sqlx::query(
+            "DELETE FROM oauth_tickets WHERE hash = $1 AND kind = $2 \
+             RETURNING hash, kind, user_id, new_account, expires_at",
+        )
+        .bind(hash)
+        .bind(kind.as_str())
+        .fetch_optional(&self.store.pool)
+        .await
+        .map_err(storage_error)?;
+        row.map(|row| {
+            let kind: String = row.try_get("kind").map_err(corrupt)?;
+            Ok(Ticket {
+                hash: row.try_get("hash").map_err(corrupt)?,
+                kind: kind_of(&kind)?,
+                user: row.try_get("user_id").map_err(corrupt)?,
+                new_account: row.try_get("new_account").map_err(corrupt)?,
+                expires_at: row.try_get("expires_at").map_err(corrupt)?,
+            })
+        })
+        .transpose()
+    }
+}
