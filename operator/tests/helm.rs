@@ -51,10 +51,11 @@ fn rendered_chart_passes_a_server_side_dry_run() {
             "operator.kafka.bootstrap=kafka:9092",
         ],
     ] {
+        let chart = chart();
         let mut args = vec![
             "template",
             "demo",
-            chart().leak() as &str,
+            chart.as_str(),
             "--namespace",
             &ns.name,
             "--include-crds",
