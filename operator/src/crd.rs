@@ -1,0 +1,227 @@
+//! The `Auction` custom resource (`bowchat.io/v1alpha1`, namespaced): what a
+//! cluster user writes (the auction's terms and its capacity policy) and what
+//! the operator reports back in `status`. The CRD YAML in `manifests/crd.yaml`
+//! and the Helm chart's `crds/` are generated from these types.
+
+use chrono::{DateTime, Utc};
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// An auction on the platform and the capacity it needs.
+// Several `printcolumn(...)` lists repeat `type_ =`; clippy reads them as duplicates.
+#[allow(clippy::duplicated_attributes)]
+#[derive(CustomResource, Serialize, Deserialize, Debug, Clone, PartialEq, JsonSchema)]
+#[kube(
+    group = "bowchat.io",
+    version = "v1alpha1",
+    kind = "Auction",
+    namespaced,
+    status = "AuctionStatus",
+    shortname = "auc",
+    category = "bowchat",
+    doc = "A BowChat auction: its terms, its capacity policy, and its live state",
+    printcolumn(name = "Title", type_ = "string", json_path = ".spec.title"),
+    printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
+    printcolumn(name = "Price", type_ = "integer", json_path = ".status.price"),
+    printcolumn(name = "Bids", type_ = "integer", json_path = ".status.bidCount"),
+    printcolumn(
+        name = "Winner",
+        type_ = "integer",
+        json_path = ".status.winnerId",
+        priority = "1"
+    ),
+    printcolumn(
+        name = "Auction-ID",
+        type_ = "integer",
+        json_path = ".status.auctionId",
+        priority = "1"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct AuctionSpec {
+    /// Shown to bidders; 1 to 200 characters.
+    #[schemars(length(min = 1, max = 200))]
+    pub title: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[schemars(length(max = 10000))]
+    pub description: String,
+    /// Who sells, as a label for people reading the resource; on the platform the
+    /// seller is the operator's service user.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seller: Option<String>,
+    /// ISO 4217 code.
+    #[serde(default = "default_currency")]
+    #[schemars(regex(pattern = r"^[A-Z]{3}$"))]
+    pub currency: String,
+    /// In minor units (cents).
+    #[schemars(range(min = 0))]
+    pub starting_price: i64,
+    /// Fixed bid increment in minor units.
+    #[serde(default = "default_increment")]
+    #[schemars(range(min = 1))]
+    pub increment: i64,
+    /// Hidden minimum for a sale, in minor units.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub reserve_price: Option<i64>,
+    /// Price that ends the auction at once, in minor units.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub buy_now_price: Option<i64>,
+    /// Default: when the operator registers it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub starts_at: Option<DateTime<Utc>>,
+    /// The closing time; give this or `durationSeconds` (default one hour).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ends_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 31536000))]
+    pub duration_seconds: Option<i64>,
+    /// What deleting the resource does to a running auction.
+    #[serde(default)]
+    pub on_delete: OnDelete,
+    #[serde(default)]
+    pub capacity: CapacitySpec,
+}
+
+fn default_currency() -> String {
+    "USD".into()
+}
+
+fn default_increment() -> i64 {
+    100
+}
+
+/// What the finalizer does with the platform's auction.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, Default, PartialEq, Eq, JsonSchema)]
+pub enum OnDelete {
+    /// Cancel it unless it already closed (bidders are told).
+    #[default]
+    Cancel,
+    /// Leave it running on the platform; only the resource goes.
+    Keep,
+}
+
+/// How the auction role is sized while this auction is live.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase", default)]
+pub struct CapacitySpec {
+    /// The auction role's Deployment (same namespace).
+    #[schemars(length(min = 1, max = 253))]
+    pub deployment: String,
+    #[schemars(range(min = 0, max = 1000))]
+    pub min_replicas: u32,
+    #[schemars(range(min = 1, max = 1000))]
+    pub max_replicas: u32,
+    /// Unconsumed `auction-bid` records one replica is expected to keep up with.
+    #[schemars(range(min = 1))]
+    pub lag_per_replica: u64,
+    /// `auction-bid` partitions wanted; grown when above the current count, never shrunk.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 10000))]
+    pub partitions: Option<u32>,
+    /// Scale to `preScaleReplicas` this long before the closing time.
+    #[schemars(range(min = 0))]
+    pub pre_scale_lead_seconds: u64,
+    /// Replicas ahead of the close (default `maxReplicas`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub pre_scale_replicas: Option<u32>,
+    /// No scale-down sooner than this after the last change.
+    #[schemars(range(min = 0))]
+    pub cooldown_seconds: u64,
+    /// A scale-down uses the highest recommendation of this window.
+    #[schemars(range(min = 0))]
+    pub stabilization_seconds: u64,
+}
+
+impl Default for CapacitySpec {
+    fn default() -> Self {
+        Self {
+            deployment: "bowchat-auction".into(),
+            min_replicas: 1,
+            max_replicas: 4,
+            lag_per_replica: 1000,
+            partitions: None,
+            pre_scale_lead_seconds: 120,
+            pre_scale_replicas: None,
+            cooldown_seconds: 300,
+            stabilization_seconds: 60,
+        }
+    }
+}
+
+/// The live state, written by the operator only.
+#[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AuctionStatus {
+    /// The platform's auction id once registered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auction_id: Option<i64>,
+    /// `Pending` until registered, then the platform's phase:
+    /// `Scheduled`, `Open`, `Closed` or `Cancelled`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub price: Option<i64>,
+    #[serde(default)]
+    pub bid_count: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leader_id: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub winner_id: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ends_at: Option<DateTime<Utc>>,
+    /// `auction-bid` partition count last seen.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partitions: Option<u32>,
+    /// The `metadata.generation` this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// `Registered` and `Synced` (status matches the platform), `PartitionsReady`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+}
+
+/// A status condition in the shape Kubernetes tools expect
+/// (`kubectl wait --for=condition=Registered`).
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Condition {
+    /// `Registered`, `Synced` or `PartitionsReady`.
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// `True`, `False` or `Unknown`.
+    pub status: String,
+    pub reason: String,
+    pub message: String,
+    pub last_transition_time: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+}
+
+impl Auction {
+    /// The platform's idempotency key: the resource's uid, so a re-created
+    /// resource with the same name is a new auction and a retried create is not.
+    pub fn external_id(&self) -> Option<String> {
+        self.metadata.uid.as_ref().map(|uid| format!("k8s:{uid}"))
+    }
+}
+
+/// The CRD as YAML (what `bowchat-operator crd` prints and `manifests/crd.yaml` holds).
+pub fn crd_yaml() -> String {
+    use kube::CustomResourceExt;
+    let crd = Auction::crd();
+    format!(
+        "# Generated by `bowchat-operator crd` from operator/src/crd.rs; do not edit.\n{}",
+        serde_yaml_ng::to_string(&crd).expect("a CRD serializes")
+    )
+}
