@@ -88,7 +88,32 @@ fn rendered_chart_passes_a_server_side_dry_run() {
             "{out}"
         );
         assert!(out.contains("(server dry run)"), "{out}");
+        // The Grafana dashboard ships as a ConfigMap holding the tested dashboard file.
+        assert!(
+            out.contains("configmap/demo-bowchat-grafana-dashboard created (server dry run)"),
+            "{out}"
+        );
     }
+    let dashboard =
+        std::fs::read_to_string(repo_root().join("deploy/grafana/bowchat-dashboard.json"))
+            .expect("deploy/grafana/bowchat-dashboard.json links to the chart's dashboard");
+    let (ok, rendered, err) = helm(&[
+        "template",
+        "demo",
+        &chart(),
+        "--show-only",
+        "templates/grafana-dashboard.yaml",
+    ]);
+    assert!(ok, "helm template: {err}");
+    let first_line = dashboard
+        .lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap()
+        .trim();
+    assert!(
+        rendered.contains(first_line),
+        "the ConfigMap carries the dashboard"
+    );
     // The chart's CRD is the generated one.
     let crd =
         std::fs::read_to_string(repo_root().join("charts/bowchat/crds/auctions.bowchat.io.yaml"))
