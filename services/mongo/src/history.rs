@@ -198,7 +198,11 @@ impl MongoChatHistory {
     /// Inserts `messages` in order under `attempt`; stops at the first
     /// failure. A (room, seq) or (room, sender, client id) already stored is a
     /// `Conflict`.
-    pub async fn insert(&self, messages: &[ChatMessage], attempt: &str) -> Result<(), ChatRepoError> {
+    pub async fn insert(
+        &self,
+        messages: &[ChatMessage],
+        attempt: &str,
+    ) -> Result<(), ChatRepoError> {
         if messages.is_empty() {
             return Ok(());
         }
@@ -261,7 +265,10 @@ impl MongoChatHistory {
     ) -> Result<Vec<ChatMessage>, ChatRepoError> {
         let limit = i64::from(page.limit_or(max, max));
         let after = page.after.unwrap_or(i64::MIN);
-        let before = page.before.unwrap_or(i64::MAX).min(last_seq.saturating_add(1));
+        let before = page
+            .before
+            .unwrap_or(i64::MAX)
+            .min(last_seq.saturating_add(1));
         if before <= after.saturating_add(1) {
             return Ok(Vec::new());
         }

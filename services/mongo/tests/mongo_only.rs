@@ -42,7 +42,10 @@ async fn index_violations_are_conflicts() {
             .await
             .unwrap();
         assert!(names.contains(&"room_seq".to_string()), "{names:?}");
-        assert!(names.contains(&"room_sender_client".to_string()), "{names:?}");
+        assert!(
+            names.contains(&"room_sender_client".to_string()),
+            "{names:?}"
+        );
 
         history.insert(&[msg(1, 1, "a")], "t").await.unwrap();
         // Same (room, seq), another client id.
@@ -68,7 +71,10 @@ async fn history_pages_walk_both_directions() {
         let repo = common::open(&dir.path().join("db"), &config).await;
         let room = repo.create_group("g", 1, &[], 1).await.unwrap().id;
         for chunk in (1..=47).collect::<Vec<i64>>().chunks(10) {
-            let messages = chunk.iter().map(|s| msg(room, *s, &format!("c{s}"))).collect();
+            let messages = chunk
+                .iter()
+                .map(|s| msg(room, *s, &format!("c{s}")))
+                .collect();
             repo.commit(&batch(messages)).await.unwrap();
         }
         let page = |before, after| PageQuery {
@@ -141,7 +147,10 @@ async fn a_commit_cut_short_before_the_inner_store_is_invisible_and_retried() {
         assert_eq!(all[3].created_at, 1_504);
         assert_eq!(repo.find_messages(room, &keys).await.unwrap().len(), 2);
         // Exactly one document per seq.
-        assert_eq!(repo.history_store().range(room, 1, 10).await.unwrap().len(), 4);
+        assert_eq!(
+            repo.history_store().range(room, 1, 10).await.unwrap().len(),
+            4
+        );
     })
     .await;
 }

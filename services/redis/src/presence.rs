@@ -189,7 +189,9 @@ impl RedisPresence {
     }
 
     async fn heartbeat_now(&self) -> Result<bool, RedisError> {
-        let ttl = u64::try_from(self.ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        let ttl = u64::try_from(self.ttl.as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1);
         let previous: Option<String> = redis::cmd("SET")
             .arg(self.gateway_key())
             .arg(1)

@@ -119,7 +119,10 @@ impl<A: AuthRepository> RedisRefreshStore<A> {
     /// The record's TTL in Redis, in milliseconds (at least 1).
     fn ttl_ms(&self, r: &RefreshRecord) -> i64 {
         let grace = i64::try_from(self.grace.as_millis()).unwrap_or(i64::MAX);
-        (r.expires_at - r.created_at).max(0).saturating_add(grace).max(1)
+        (r.expires_at - r.created_at)
+            .max(0)
+            .saturating_add(grace)
+            .max(1)
     }
 
     /// ARGV of `insert` for `r` (8 values).
@@ -153,8 +156,7 @@ fn required<T: std::str::FromStr>(
     map: &std::collections::HashMap<String, String>,
     name: &str,
 ) -> Result<T, AuthRepoError> {
-    field(map, name)?
-        .ok_or_else(|| AuthRepoError::Corrupt(format!("refresh record lacks {name}")))
+    field(map, name)?.ok_or_else(|| AuthRepoError::Corrupt(format!("refresh record lacks {name}")))
 }
 
 #[async_trait]

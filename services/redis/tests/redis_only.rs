@@ -39,10 +39,19 @@ async fn refresh_records_live_for_their_lifetime_plus_grace() {
         );
         store.insert_refresh(&record("short", 300)).await.unwrap();
         store.insert_refresh(&record("long", 60_000)).await.unwrap();
-        let pttl: i64 = conn.pttl(format!("{}rt:short", config.key_prefix)).await.unwrap();
+        let pttl: i64 = conn
+            .pttl(format!("{}rt:short", config.key_prefix))
+            .await
+            .unwrap();
         assert!((1..=400).contains(&pttl), "{pttl}");
-        let family: i64 = conn.pttl(format!("{}rf:fam", config.key_prefix)).await.unwrap();
-        assert!(family > 59_000, "the family lives as long as its longest record: {family}");
+        let family: i64 = conn
+            .pttl(format!("{}rf:fam", config.key_prefix))
+            .await
+            .unwrap();
+        assert!(
+            family > 59_000,
+            "the family lives as long as its longest record: {family}"
+        );
         // A taken hash is a conflict and keeps the first record.
         assert!(store.insert_refresh(&record("short", 5)).await.is_err());
 
@@ -51,8 +60,14 @@ async fn refresh_records_live_for_their_lifetime_plus_grace() {
         assert!(store.refresh("long").await.unwrap().is_some());
         // Revoking the family skips (and forgets) the expired member.
         store.revoke_family("fam", 5_000).await.unwrap();
-        assert_eq!(store.refresh("long").await.unwrap().unwrap().revoked_at, Some(5_000));
-        let members: Vec<String> = conn.smembers(format!("{}rf:fam", config.key_prefix)).await.unwrap();
+        assert_eq!(
+            store.refresh("long").await.unwrap().unwrap().revoked_at,
+            Some(5_000)
+        );
+        let members: Vec<String> = conn
+            .smembers(format!("{}rf:fam", config.key_prefix))
+            .await
+            .unwrap();
         assert_eq!(members, vec!["long".to_string()]);
     })
     .await;
@@ -81,7 +96,10 @@ async fn rate_limit_is_one_bucket_for_all_callers() {
         }
         assert_eq!(allowed, 20);
         assert!(!a.allow(7).await.unwrap());
-        assert!(a.allow(8).await.unwrap(), "another user has a bucket of their own");
+        assert!(
+            a.allow(8).await.unwrap(),
+            "another user has a bucket of their own"
+        );
     })
     .await;
 }
@@ -113,9 +131,14 @@ async fn rate_limit_refills_and_full_buckets_expire() {
 async fn gateway(config: &RedisConfig, name: &str, ttl_ms: u64) -> Arc<RedisPresence> {
     let conn = common::connect(config).await;
     Arc::new(
-        RedisPresence::start(conn, &config.key_prefix, name.into(), Duration::from_millis(ttl_ms))
-            .await
-            .unwrap(),
+        RedisPresence::start(
+            conn,
+            &config.key_prefix,
+            name.into(),
+            Duration::from_millis(ttl_ms),
+        )
+        .await
+        .unwrap(),
     )
 }
 
@@ -154,7 +177,10 @@ async fn presence_counts_connections_over_gateways() {
         }
         assert_eq!(a.online_in_room(1).await.unwrap(), vec![5, 6]);
         assert!(b.leave(1, 5).await.unwrap());
-        assert!(!b.leave(1, 5).await.unwrap(), "a leave too many changes nothing");
+        assert!(
+            !b.leave(1, 5).await.unwrap(),
+            "a leave too many changes nothing"
+        );
         assert_eq!(a.online_in_room(1).await.unwrap(), vec![6]);
     })
     .await;
@@ -167,7 +193,10 @@ async fn a_dead_gateways_users_go_offline_after_the_ttl() {
         let dead = gateway(&config, "dead-1", 400).await;
         assert!(dead.enter(1, 7).await.unwrap());
         assert!(dead.register(7).await.unwrap());
-        assert!(!a.register(7).await.unwrap(), "already online through the other gateway");
+        assert!(
+            !a.register(7).await.unwrap(),
+            "already online through the other gateway"
+        );
         assert!(a.enter(1, 8).await.unwrap());
         assert_eq!(a.online_in_room(1).await.unwrap(), vec![7, 8]);
         assert_eq!(

@@ -42,6 +42,8 @@ pub async fn open(path: &Path, config: &MongoConfig) -> SplitChatRepository<Sqli
     let db = Db::open(path, &SqliteOptions::default())
         .await
         .expect("open sqlite");
-    let history = MongoChatHistory::connect(config).await.expect("connect mongodb");
+    let history = MongoChatHistory::connect(config)
+        .await
+        .expect("connect mongodb");
     SplitChatRepository::new(SqliteChatRepository::new(db), history)
 }
