@@ -154,3 +154,105 @@ async fn a_commit_cut_short_before_the_inner_store_is_invisible_and_retried() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn crossing_batches_leave_no_documents_that_block_a_room() {
+    common::in_fresh_database(|config| async move {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = std::sync::Arc::new(common::open(&dir.path().join("db"), &config).await);
+        for round in 0..8 {
+            let x = repo.create_group("x", 1, &[], 1).await.unwrap().id;
+            let y = repo.create_group("y", 1, &[], 1).await.unwrap().id;
+            // Two owners write both rooms in opposite orders with other messages.
+            let a = batch(vec![msg(x, 1, "a"), msg(y, 1, "a")]);
+            let b = batch(vec![msg(y, 1, "b"), msg(x, 1, "b")]);
+            let tasks: Vec<_> = [a.clone(), b.clone()]
+                .into_iter()
+                .map(|batch| {
+                    let repo = repo.clone();
+                    tokio::spawn(async move { repo.commit(&batch).await })
+                })
+                .collect();
+            let mut outcomes = Vec::new();
+            for task in tasks {
+                outcomes.push(task.await.unwrap());
+            }
+            let winners: Vec<&ChatBatch> = [&a, &b]
+                .into_iter()
+                .zip(&outcomes)
+                .filter(|(_, o)| o.is_ok())
+                .map(|(b, _)| b)
+                .collect();
+            assert!(winners.len() <= 1, "round {round}: {outcomes:?}");
+            for outcome in &outcomes {
+                if let Err(e) = outcome {
+                    assert!(matches!(e, ChatRepoError::Conflict(_)), "{e:?}");
+                }
+            }
+            // Only the winner's documents remain in MongoDB.
+            for room in [x, y] {
+                let stored: Vec<ChatMessage> = repo
+                    .history_store()
+                    .range(room, 1, 10)
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .map(|s| s.message)
+                    .collect();
+                let expected: Vec<ChatMessage> = winners
+                    .iter()
+                    .flat_map(|w| w.messages.iter().filter(|m| m.room_id == room).cloned())
+                    .collect();
+                assert_eq!(stored, expected, "round {round}");
+            }
+            // Whoever lost, the next batch on both rooms goes through.
+            let seq = if winners.is_empty() { 1 } else { 2 };
+            let follow = batch(vec![msg(x, seq, "f"), msg(y, seq, "f")]);
+            repo.commit(&follow).await.unwrap();
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_refused_commit_removes_what_it_inserted_but_not_what_it_adopted() {
+    common::in_fresh_database(|config| async move {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = common::open(&dir.path().join("db"), &config).await;
+        let x = repo.create_group("x", 1, &[], 1).await.unwrap().id;
+        let y = repo.create_group("y", 1, &[], 1).await.unwrap().id;
+        let z = repo.create_group("z", 1, &[], 1).await.unwrap().id;
+        // Another, unfinished commit holds x:1 (the same message) and, in z,
+        // the client id the batch uses there (at seq 5).
+        let store = repo.history_store();
+        store.insert(&[msg(x, 1, "a")], "other").await.unwrap();
+        store.insert(&[msg(z, 5, "a")], "other").await.unwrap();
+
+        // x:1 is adopted, y:1 inserted, then inserting z:1 breaks the dedupe index.
+        let crossing = batch(vec![msg(x, 1, "a"), msg(y, 1, "a"), msg(z, 1, "a")]);
+        let err = repo.commit(&crossing).await.unwrap_err();
+        assert!(matches!(err, ChatRepoError::Conflict(_)), "{err:?}");
+        assert!(
+            store.range(y, 1, 1).await.unwrap().is_empty(),
+            "inserted: removed"
+        );
+        assert_eq!(
+            store.range(x, 1, 1).await.unwrap().len(),
+            1,
+            "adopted: kept"
+        );
+        assert!(store.range(z, 1, 1).await.unwrap().is_empty());
+        assert_eq!(store.range(z, 5, 5).await.unwrap()[0].attempt, "other");
+
+        // Without z the same messages commit; x:1 is taken over once more.
+        repo.commit(&batch(vec![msg(x, 1, "a"), msg(y, 1, "a")]))
+            .await
+            .unwrap();
+        assert_eq!(
+            repo.history(y, PageQuery::default(), 10).await.unwrap(),
+            vec![msg(y, 1, "a")]
+        );
+        assert_eq!(repo.get_room(x).await.unwrap().unwrap().last_seq, 1);
+    })
+    .await;
+}
