@@ -45,13 +45,34 @@ pub type SuiteTest = fn(Arc<dyn Store>) -> BoxFuture<'static, ()>;
 #[macro_export]
 macro_rules! conformance_tests {
     ($harness:path) => {
-        $crate::conformance_tests!(@each $harness;
+        $crate::auth_conformance_tests!($harness);
+        $crate::chat_conformance_tests!($harness);
+        $crate::social_conformance_tests!($harness);
+        $crate::auction_conformance_tests!($harness);
+    };
+}
+
+/// The `AuthRepository` part of [`conformance_tests!`], for adapters that
+/// implement only that port (the others come from an inner store).
+#[macro_export]
+macro_rules! auth_conformance_tests {
+    ($harness:path) => {
+        $crate::suite_tests!(@each $harness;
             auth::create_and_find_users,
             auth::duplicate_email_is_a_conflict,
             auth::signing_key_persists_across_reopen,
             auth::rotate_refresh_is_once_only,
             auth::concurrent_rotations_have_one_winner,
             auth::auth_service_survives_a_restart,
+        );
+    };
+}
+
+/// The `ChatRepository` part of [`conformance_tests!`].
+#[macro_export]
+macro_rules! chat_conformance_tests {
+    ($harness:path) => {
+        $crate::suite_tests!(@each $harness;
             chat::history_pages_before_after_and_latest,
             chat::direct_room_is_one_per_pair,
             chat::groups_members_and_joins,
@@ -60,10 +81,28 @@ macro_rules! conformance_tests {
             chat::dedupe_lookup_and_last_seqs,
             chat::concurrent_opens_of_a_pair_make_one_room,
             chat::racing_batches_on_one_room_keep_one_sequence,
+        );
+    };
+}
+
+/// The `SocialRepository` part of [`conformance_tests!`].
+#[macro_export]
+macro_rules! social_conformance_tests {
+    ($harness:path) => {
+        $crate::suite_tests!(@each $harness;
             social::a_pending_login_is_taken_once_and_expired_ones_are_swept,
             social::first_login_creates_a_linked_user_and_refuses_a_taken_email,
             social::tickets_are_single_use_and_kept_apart_by_kind,
             social::racing_first_logins_create_one_account,
+        );
+    };
+}
+
+/// The `AuctionRepository` part of [`conformance_tests!`].
+#[macro_export]
+macro_rules! auction_conformance_tests {
+    ($harness:path) => {
+        $crate::suite_tests!(@each $harness;
             auction::create_is_idempotent_by_external_id,
             auction::list_filters_and_pages_newest_first,
             auction::commit_stores_states_steps_and_results,
@@ -73,6 +112,12 @@ macro_rules! conformance_tests {
             auction::concurrent_creates_with_one_external_id_make_one_auction,
         );
     };
+}
+
+/// One `#[tokio::test]` per listed suite function (used by the macros above).
+#[doc(hidden)]
+#[macro_export]
+macro_rules! suite_tests {
     (@each $harness:path; $($module:ident :: $name:ident),* $(,)?) => {
         $(
             #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,0 +1,53 @@
+//! Redis adapters for cluster mode: refresh-token records and families
+//! ([`RedisRefreshStore`]), per-user command rate ([`RedisRateLimiter`]),
+//! presence and the connection registry ([`RedisPresence`]).
+//!
+//! Every multi-key change runs in one Lua script, so it is atomic on the
+//! server. Scripts also touch keys they derive from their arguments, so they
+//! need one Redis server (or a primary with replicas), not Redis Cluster.
+//! All keys start with [`RedisConfig::key_prefix`].
+
+mod presence;
+mod rate;
+mod refresh;
+
+pub use presence::{ConnectionRegistry, GatewayId, Presence, RedisPresence};
+pub use rate::{RateLimit, RedisRateLimiter};
+pub use refresh::RedisRefreshStore;
+
+use redis::aio::ConnectionManager;
+use serde::Deserialize;
+
+/// Connection settings (serde, unknown keys are errors, every key optional).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RedisConfig {
+    /// `redis://[user:password@]host:port/db`; `rediss://` for TLS.
+    pub url: String,
+    /// Prepended to every key, so several deployments can share a server.
+    pub key_prefix: String,
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        Self {
+            url: "redis://127.0.0.1:6379/".into(),
+            key_prefix: "bowchat:".into(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RedisError {
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    #[error("unexpected reply from redis: {0}")]
+    Reply(String),
+}
+
+/// A connection that reconnects by itself after a server restart; clone it
+/// freely (clones share one multiplexed connection).
+pub async fn connect(config: &RedisConfig) -> Result<ConnectionManager, RedisError> {
+    let client = redis::Client::open(config.url.as_str())?;
+    Ok(ConnectionManager::new(client).await?)
+}

@@ -1,0 +1,232 @@
+//! Redis adapters on the real server: expiry of refresh records, the shared
+//! token bucket, presence across gateways (including a dead one) and the
+//! connection registry, each also under concurrency.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bowchat_auth::memory::InMemoryAuthRepository;
+use bowchat_auth::ports::{AuthRepository, RefreshRecord};
+use bowchat_redis::{
+    ConnectionRegistry, Presence, RateLimit, RedisConfig, RedisPresence, RedisRateLimiter,
+    RedisRefreshStore,
+};
+use redis::AsyncCommands;
+
+fn record(hash: &str, lifetime: i64) -> RefreshRecord {
+    RefreshRecord {
+        token_hash: hash.into(),
+        family: "fam".into(),
+        user_id: 1,
+        created_at: 1_000,
+        expires_at: 1_000 + lifetime,
+        rotated_at: None,
+        revoked_at: None,
+    }
+}
+
+#[tokio::test]
+async fn refresh_records_live_for_their_lifetime_plus_grace() {
+    common::with_prefix(|config| async move {
+        let mut conn = common::connect(&config).await;
+        let store = RedisRefreshStore::new(
+            InMemoryAuthRepository::default(),
+            conn.clone(),
+            &config.key_prefix,
+            Duration::from_millis(100),
+        );
+        store.insert_refresh(&record("short", 300)).await.unwrap();
+        store.insert_refresh(&record("long", 60_000)).await.unwrap();
+        let pttl: i64 = conn
+            .pttl(format!("{}rt:short", config.key_prefix))
+            .await
+            .unwrap();
+        assert!((1..=400).contains(&pttl), "{pttl}");
+        let family: i64 = conn
+            .pttl(format!("{}rf:fam", config.key_prefix))
+            .await
+            .unwrap();
+        assert!(
+            family > 59_000,
+            "the family lives as long as its longest record: {family}"
+        );
+        // A taken hash is a conflict and keeps the first record.
+        assert!(store.insert_refresh(&record("short", 5)).await.is_err());
+
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        assert_eq!(store.refresh("short").await.unwrap(), None);
+        assert!(store.refresh("long").await.unwrap().is_some());
+        // Revoking the family skips (and forgets) the expired member.
+        store.revoke_family("fam", 5_000).await.unwrap();
+        assert_eq!(
+            store.refresh("long").await.unwrap().unwrap().revoked_at,
+            Some(5_000)
+        );
+        let members: Vec<String> = conn
+            .smembers(format!("{}rf:fam", config.key_prefix))
+            .await
+            .unwrap();
+        assert_eq!(members, vec!["long".to_string()]);
+    })
+    .await;
+}
+
+async fn limiter(config: &RedisConfig, rate: f64, burst: f64) -> Arc<RedisRateLimiter> {
+    let conn = common::connect(config).await;
+    Arc::new(RedisRateLimiter::new(conn, &config.key_prefix, rate, burst))
+}
+
+#[tokio::test]
+async fn rate_limit_is_one_bucket_for_all_callers() {
+    common::with_prefix(|config| async move {
+        // Two gateways (two connections), one bucket per user, nearly no refill.
+        let a = limiter(&config, 0.001, 20.0).await;
+        let b = limiter(&config, 0.001, 20.0).await;
+        let tasks: Vec<_> = (0..100)
+            .map(|i| {
+                let limiter = if i % 2 == 0 { a.clone() } else { b.clone() };
+                tokio::spawn(async move { limiter.allow(7).await.unwrap() })
+            })
+            .collect();
+        let mut allowed = 0;
+        for task in tasks {
+            allowed += usize::from(task.await.unwrap());
+        }
+        assert_eq!(allowed, 20);
+        assert!(!a.allow(7).await.unwrap());
+        assert!(
+            a.allow(8).await.unwrap(),
+            "another user has a bucket of their own"
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn rate_limit_refills_and_full_buckets_expire() {
+    common::with_prefix(|config| async move {
+        let limiter = limiter(&config, 10.0, 2.0).await;
+        assert!(limiter.allow(1).await.unwrap());
+        assert!(limiter.allow(1).await.unwrap());
+        assert!(!limiter.allow(1).await.unwrap());
+        // 10 tokens a second: one is back after 100 ms.
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        assert!(limiter.allow(1).await.unwrap());
+        assert!(!limiter.allow(1).await.unwrap());
+        let mut conn = common::connect(&config).await;
+        let pttl: i64 = conn.pttl(limiter.key(1)).await.unwrap();
+        assert!((1..=250).contains(&pttl), "{pttl}");
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let exists: bool = conn.exists(limiter.key(1)).await.unwrap();
+        assert!(!exists, "a full bucket is not kept");
+        assert!(limiter.allow(1).await.unwrap());
+        assert!(limiter.allow(1).await.unwrap());
+        assert!(!limiter.allow(1).await.unwrap());
+    })
+    .await;
+}
+
+async fn gateway(config: &RedisConfig, name: &str, ttl_ms: u64) -> Arc<RedisPresence> {
+    let conn = common::connect(config).await;
+    Arc::new(
+        RedisPresence::start(
+            conn,
+            &config.key_prefix,
+            name.into(),
+            Duration::from_millis(ttl_ms),
+        )
+        .await
+        .unwrap(),
+    )
+}
+
+#[tokio::test]
+async fn presence_counts_connections_over_gateways() {
+    common::with_prefix(|config| async move {
+        let a = gateway(&config, "a-1", 10_000).await;
+        let b = gateway(&config, "b-1", 10_000).await;
+        // 40 connections of user 5 entering room 1 at once on two gateways:
+        // the user comes online exactly once.
+        let tasks: Vec<_> = (0..40)
+            .map(|i| {
+                let g = if i % 2 == 0 { a.clone() } else { b.clone() };
+                tokio::spawn(async move { g.enter(1, 5).await.unwrap() })
+            })
+            .collect();
+        let mut firsts = 0;
+        for task in tasks {
+            firsts += usize::from(task.await.unwrap());
+        }
+        assert_eq!(firsts, 1);
+        assert!(a.enter(1, 6).await.unwrap());
+        assert!(b.enter(2, 6).await.unwrap(), "rooms are separate");
+        assert_eq!(b.online_in_room(1).await.unwrap(), vec![5, 6]);
+        assert_eq!(a.online_in_room(2).await.unwrap(), vec![6]);
+
+        // All but the last leave concurrently: nobody goes offline; the last does.
+        let tasks: Vec<_> = (0..39)
+            .map(|i| {
+                let g = if i % 2 == 0 { a.clone() } else { b.clone() };
+                tokio::spawn(async move { g.leave(1, 5).await.unwrap() })
+            })
+            .collect();
+        for task in tasks {
+            assert!(!task.await.unwrap());
+        }
+        assert_eq!(a.online_in_room(1).await.unwrap(), vec![5, 6]);
+        assert!(b.leave(1, 5).await.unwrap());
+        assert!(
+            !b.leave(1, 5).await.unwrap(),
+            "a leave too many changes nothing"
+        );
+        assert_eq!(a.online_in_room(1).await.unwrap(), vec![6]);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_dead_gateways_users_go_offline_after_the_ttl() {
+    common::with_prefix(|config| async move {
+        let a = gateway(&config, "a-1", 10_000).await;
+        let dead = gateway(&config, "dead-1", 400).await;
+        assert!(dead.enter(1, 7).await.unwrap());
+        assert!(dead.register(7).await.unwrap());
+        assert!(
+            !a.register(7).await.unwrap(),
+            "already online through the other gateway"
+        );
+        assert!(a.enter(1, 8).await.unwrap());
+        assert_eq!(a.online_in_room(1).await.unwrap(), vec![7, 8]);
+        assert_eq!(
+            a.gateways_of(7).await.unwrap(),
+            vec!["a-1".to_string(), "dead-1".to_string()]
+        );
+
+        // The heartbeat keeps it alive past the TTL ...
+        for _ in 0..4 {
+            tokio::time::sleep(Duration::from_millis(150)).await;
+            assert!(dead.heartbeat().await.unwrap());
+        }
+        assert_eq!(a.online_in_room(1).await.unwrap(), vec![7, 8]);
+        // ... and without it the gateway's users go offline.
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        assert_eq!(a.online_in_room(1).await.unwrap(), vec![8]);
+        assert_eq!(a.gateways_of(7).await.unwrap(), vec!["a-1".to_string()]);
+        // User 7 came back to room 1 through gateway a: announced again.
+        assert!(a.enter(1, 7).await.unwrap());
+        // The late gateway learns its entries may be gone.
+        assert!(!dead.heartbeat().await.unwrap());
+        assert!(dead.heartbeat().await.unwrap());
+
+        // A clean shutdown takes its users offline at once.
+        assert!(dead.enter(3, 9).await.unwrap());
+        assert_eq!(a.online_in_room(3).await.unwrap(), vec![9]);
+        dead.shutdown().await.unwrap();
+        assert!(a.online_in_room(3).await.unwrap().is_empty());
+        assert!(a.unregister(7).await.unwrap());
+        assert!(a.gateways_of(7).await.unwrap().is_empty());
+    })
+    .await;
+}
