@@ -36,6 +36,14 @@ pub struct GatewayConfig {
     pub max_message_chars: usize,
     /// Directory of the web UI's static files, if served.
     pub web_root: Option<String>,
+    /// Per-connection WebSocket read buffer. tungstenite zero-fills this
+    /// buffer before every socket read, so its 128 KiB default cost a quarter
+    /// of the server's CPU under load (docs/benchmarks.md) and most of the
+    /// memory of an idle connection; frames larger than it still arrive, in
+    /// several reads.
+    pub ws_read_buffer_bytes: usize,
+    /// Per-connection WebSocket write buffer (frames are flushed past it).
+    pub ws_write_buffer_bytes: usize,
 }
 
 impl Default for GatewayConfig {
@@ -56,6 +64,8 @@ impl Default for GatewayConfig {
             ping_interval_secs: 25,
             max_message_chars: 4000,
             web_root: None,
+            ws_read_buffer_bytes: 8 * 1024,
+            ws_write_buffer_bytes: 16 * 1024,
         }
     }
 }

@@ -67,6 +67,8 @@ pub async fn upgrade(
         .max(state.config.max_frame_bytes);
     ws.max_message_size(cap)
         .max_frame_size(cap)
+        .read_buffer_size(state.config.ws_read_buffer_bytes.max(1024))
+        .write_buffer_size(state.config.ws_write_buffer_bytes)
         .on_upgrade(move |socket| run(state, socket, claims, permit))
 }
 
