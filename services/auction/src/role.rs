@@ -30,6 +30,10 @@ pub struct AuctionRoleConfig {
     pub group: String,
     /// How often to retry a failing commit before answering with an error.
     pub commit_retries: u32,
+    /// Other processes write the same store (cluster mode): cached auctions are
+    /// re-read at every batch, since a partition may have been processed
+    /// elsewhere between two of this member's batches.
+    pub shared_store: bool,
 }
 
 impl Default for AuctionRoleConfig {
@@ -38,6 +42,7 @@ impl Default for AuctionRoleConfig {
             max_batch: 512,
             group: "auction-role".into(),
             commit_retries: 3,
+            shared_store: false,
         }
     }
 }
@@ -85,6 +90,9 @@ pub struct AuctionRole {
     slots: HashMap<AuctionId, Slot>,
     /// (deadline, auction) pairs; a stale entry is harmless (the tick is a no-op).
     timers: BTreeSet<(Millis, AuctionId)>,
+    /// Set when the store refused the last batch because another member owns
+    /// its partition now; the batch is dropped, not answered or committed.
+    fenced: bool,
 }
 
 /// Outcome of processing one batch, before it is stored.
@@ -111,6 +119,7 @@ impl AuctionRole {
             config,
             slots: HashMap::new(),
             timers: BTreeSet::new(),
+            fenced: false,
         }
     }
 
@@ -134,10 +143,29 @@ impl AuctionRole {
             tokio::select! {
                 polled = consumer.poll(self.config.max_batch) => {
                     let records = polled?;
+                    if self.config.shared_store {
+                        self.slots.clear();
+                    }
+                    self.fenced = false;
                     self.process_records(&records).await;
-                    consumer.commit(&records).await?;
+                    if self.fenced {
+                        // The new owner processes these records from the
+                        // offsets it found in the store.
+                        continue;
+                    }
+                    match consumer.commit(&records).await {
+                        Ok(()) => {}
+                        Err(BusError::Fenced) => {
+                            warn!("bus commit fenced after a rebalance; the new owner resumes from the stored offsets");
+                            self.slots.clear();
+                        }
+                        Err(e) => return Err(e),
+                    }
                 }
                 _ = tokio::time::sleep(sleep_for) => {
+                    if self.config.shared_store {
+                        self.slots.clear();
+                    }
                     self.fire_due_timers().await;
                 }
             }
@@ -505,6 +533,15 @@ impl AuctionRole {
             loop {
                 match self.repo.commit(&pending.batch).await {
                     Ok(()) => break,
+                    Err(e) if e.is_fenced() => {
+                        // Another member owns a partition of this batch now and
+                        // will process its records: answering or publishing
+                        // here would double the effect.
+                        warn!(error = %e, "auction batch fenced; dropping it");
+                        self.slots.clear();
+                        self.fenced = true;
+                        return;
+                    }
                     Err(e) if attempt < self.config.commit_retries => {
                         attempt += 1;
                         warn!(error = %e, attempt, "auction batch commit failed; retrying");
@@ -582,12 +619,7 @@ impl AuctionRole {
             .commands
             .with_label_values(&["unreadable", "DEAD_LETTER"])
             .inc();
-        let topic = topics::dead_letter(&record.topic);
-        if let Err(e) = self
-            .bus
-            .publish(&topic, &record.key, record.payload.clone())
-            .await
-        {
+        if let Err(e) = self.bus.dead_letter(record, reason, 1).await {
             error!(error = %e, "cannot dead-letter a record");
         }
     }
