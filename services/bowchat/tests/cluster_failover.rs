@@ -99,6 +99,9 @@ async fn acknowledged_bids_survive_a_killed_worker_exactly_once() {
         task.abort();
     }
     assert!(killed);
+    // The survivor was assigned the dead worker's partitions and claimed them.
+    let claims = w2.log_lines("claimed partitions").len();
+    assert!(claims >= 2, "w2 claimed partitions {claims} time(s)");
     let after_kill = acknowledged.len();
     eprintln!("{after_kill} of {total} bids acknowledged");
     // The survivor took over: bids after the kill were answered on every auction.
