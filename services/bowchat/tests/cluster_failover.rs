@@ -10,8 +10,7 @@ use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
 use serde_json::{json, Value};
-use sqlx::Row;
-use support::cluster::Cluster;
+use support::cluster::{self, Cluster};
 use tokio_tungstenite::tungstenite::Message;
 
 const AUCTIONS: usize = 6;
@@ -120,68 +119,14 @@ async fn acknowledged_bids_survive_a_killed_worker_exactly_once() {
         let parts: Vec<i64> = request_id.split('-').map(|p| p.parse().unwrap()).collect();
         let (id, c, n) = (parts[0], parts[1], parts[2]);
         let amount = 100 + n * 10 + c;
-        let count: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM auction_steps WHERE auction_id = $1 AND bidder = $2 AND amount = $3",
-        )
-        .bind(id)
-        .bind(user)
-        .bind(amount)
-        .fetch_one(&pg)
-        .await
-        .unwrap();
+        let count = cluster::stored_steps(&pg, id, *user, amount).await;
         assert_eq!(
             count, 1,
             "acknowledged bid {request_id} stored exactly once"
         );
     }
     assert!(accepted > 0);
-    let doubled: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM (SELECT 1 FROM auction_steps GROUP BY auction_id, bidder, amount HAVING count(*) > 1) d",
-    )
-    .fetch_one(&pg)
-    .await
-    .unwrap();
-    assert_eq!(doubled, 0, "no bid is stored twice");
-    for id in &ids {
-        let row = sqlx::query(
-            "SELECT (state->>'price')::bigint AS price, (state->>'stepCount')::bigint AS steps,
-                    (state->>'bidCount')::bigint AS bids FROM auctions WHERE id = $1",
-        )
-        .bind(id)
-        .fetch_one(&pg)
-        .await
-        .unwrap();
-        let (price, steps, bids): (Option<i64>, i64, i64) =
-            (row.get("price"), row.get("steps"), row.get("bids"));
-        let stored = sqlx::query(
-            "SELECT count(*) AS n, max(amount) AS top, max(seq) AS last FROM auction_steps WHERE auction_id = $1",
-        )
-        .bind(id)
-        .fetch_one(&pg)
-        .await
-        .unwrap();
-        let (n, top, last): (i64, Option<i64>, Option<i64>) =
-            (stored.get("n"), stored.get("top"), stored.get("last"));
-        let results: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM auction_results WHERE auction_id = $1 AND (result->>'accepted')::boolean",
-        )
-        .bind(id)
-        .fetch_one(&pg)
-        .await
-        .unwrap();
-        assert_eq!(
-            price, top,
-            "auction {id}: price is the highest accepted bid"
-        );
-        assert_eq!(steps, n, "auction {id}: step count");
-        assert_eq!(
-            last,
-            Some(n).filter(|n| *n > 0),
-            "auction {id}: steps are gapless"
-        );
-        assert_eq!(bids, results, "auction {id}: bid count = accepted results");
-        assert_eq!(bids, n, "auction {id}: one step per accepted straight bid");
-    }
+    cluster::assert_auction_invariants(&pg, &ids).await;
     pg.close().await;
     drop((gateway, w2));
     cluster.finish().await;

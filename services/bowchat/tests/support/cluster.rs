@@ -8,7 +8,7 @@ use std::process::{Command, Output};
 
 use bowchat_testenv::TestEnv;
 use sqlx::postgres::PgPoolOptions;
-use sqlx::PgPool;
+use sqlx::{PgPool, Row};
 
 use super::Server;
 
@@ -158,5 +158,71 @@ impl Cluster {
             let names: Vec<&str> = names.iter().map(String::as_str).collect();
             let _ = admin.delete_topics(&names).await;
         }
+    }
+}
+
+/// How often a bid of `bidder` for `amount` is stored as a price step.
+pub async fn stored_steps(pg: &PgPool, auction: i64, bidder: i64, amount: i64) -> i64 {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM auction_steps WHERE auction_id = $1 AND bidder = $2 AND amount = $3",
+    )
+    .bind(auction)
+    .bind(bidder)
+    .bind(amount)
+    .fetch_one(pg)
+    .await
+    .unwrap()
+}
+
+/// No bid stored twice, and each auction's stored state agrees with its
+/// stored steps and results: price = highest step, step count = steps
+/// (gapless), bid count = accepted results = steps (straight bids only).
+pub async fn assert_auction_invariants(pg: &PgPool, ids: &[i64]) {
+    let doubled: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM (SELECT 1 FROM auction_steps GROUP BY auction_id, bidder, amount HAVING count(*) > 1) d",
+    )
+    .fetch_one(pg)
+    .await
+    .unwrap();
+    assert_eq!(doubled, 0, "no bid is stored twice");
+    for id in ids {
+        let row = sqlx::query(
+            "SELECT (state->>'price')::bigint AS price, (state->>'stepCount')::bigint AS steps,
+                    (state->>'bidCount')::bigint AS bids FROM auctions WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_one(pg)
+        .await
+        .unwrap();
+        let (price, steps, bids): (Option<i64>, i64, i64) =
+            (row.get("price"), row.get("steps"), row.get("bids"));
+        let stored = sqlx::query(
+            "SELECT count(*) AS n, max(amount) AS top, max(seq) AS last FROM auction_steps WHERE auction_id = $1",
+        )
+        .bind(id)
+        .fetch_one(pg)
+        .await
+        .unwrap();
+        let (n, top, last): (i64, Option<i64>, Option<i64>) =
+            (stored.get("n"), stored.get("top"), stored.get("last"));
+        let results: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM auction_results WHERE auction_id = $1 AND (result->>'accepted')::boolean",
+        )
+        .bind(id)
+        .fetch_one(pg)
+        .await
+        .unwrap();
+        assert_eq!(
+            price, top,
+            "auction {id}: price is the highest accepted bid"
+        );
+        assert_eq!(steps, n, "auction {id}: step count");
+        assert_eq!(
+            last,
+            Some(n).filter(|n| *n > 0),
+            "auction {id}: steps are gapless"
+        );
+        assert_eq!(bids, results, "auction {id}: bid count = accepted results");
+        assert_eq!(bids, n, "auction {id}: one step per accepted straight bid");
     }
 }
