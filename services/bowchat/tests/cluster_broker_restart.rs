@@ -7,7 +7,7 @@ mod support;
 
 use std::path::PathBuf;
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -116,11 +116,15 @@ async fn broker_restart_under_load_loses_and_doubles_nothing() {
 
     const CLIENTS: usize = 3;
     let stop = Arc::new(AtomicBool::new(false));
+    // Answers received after the broker answered again.
+    let back_at: Arc<std::sync::Mutex<Option<Instant>>> = Arc::default();
+    let answered_after = Arc::new(AtomicUsize::new(0));
     let mut tasks = Vec::new();
     for c in 0..CLIENTS {
         let user = node.user(&format!("b{c}")).await;
         let mut ws = node.ws(&user.token).await;
         let stop = stop.clone();
+        let (back_at, answered_after) = (back_at.clone(), answered_after.clone());
         // Each client bids one after another, waiting for every answer (the
         // producer holds records through the outage, up to delivery_timeout).
         tasks.push(tokio::spawn(async move {
@@ -132,6 +136,9 @@ async fn broker_restart_under_load_loses_and_doubles_nothing() {
                 ws.send(json!({"type": "AUCTION_BID", "requestId": rid, "auctionId": id, "amount": amount}))
                     .await;
                 let answer = answer(&mut ws, &rid).await;
+                if back_at.lock().unwrap().is_some() {
+                    answered_after.fetch_add(1, Ordering::Relaxed);
+                }
                 answers.push((amount, answer, Instant::now()));
                 n += 1;
                 tokio::time::sleep(Duration::from_millis(20)).await;
@@ -147,8 +154,18 @@ async fn broker_restart_under_load_loses_and_doubles_nothing() {
         kafka.script("up");
     });
     let back = Instant::now();
+    *back_at.lock().unwrap() = Some(back);
     eprintln!("broker back after {:?}", restart.elapsed());
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    // Keep bidding until every client got a few answers after the restart.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while answered_after.load(Ordering::Relaxed) < 3 * CLIENTS && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!(
+        "{} answers within {:?} after the broker came back",
+        answered_after.load(Ordering::Relaxed),
+        back.elapsed()
+    );
     stop.store(true, Ordering::Relaxed);
 
     let pg = cluster.pg().await;
