@@ -22,6 +22,9 @@ use crate::messages::{Action, AuctionCommand, AuctionFact, CommandResult};
 use crate::ports::{AuctionBatch, AuctionRecord, AuctionRepository, BusOffset, StoredResult};
 use crate::AuctionView;
 
+/// How often a role on a shared store re-reads the unfinished auctions for its timers.
+const TIMER_RELOAD: Duration = Duration::from_secs(5);
+
 #[derive(Debug, Clone)]
 pub struct AuctionRoleConfig {
     /// Most commands taken into one transaction.
@@ -135,12 +138,19 @@ impl AuctionRole {
     pub async fn run_with(&mut self, mut consumer: Box<dyn Consumer>) -> Result<(), BusError> {
         self.load_timers().await;
         info!(group = %self.config.group, "auction role running");
+        let mut next_reload = tokio::time::Instant::now() + TIMER_RELOAD;
         loop {
             let next_deadline = self.timers.first().map(|(at, _)| *at);
             let sleep_for = next_deadline
                 .map(|at| Duration::from_millis((at - now_millis()).max(0) as u64))
                 .unwrap_or(Duration::from_secs(3600));
             tokio::select! {
+                _ = tokio::time::sleep_until(next_reload), if self.config.shared_store => {
+                    // Auctions registered on other workers, and ticks whose
+                    // publish failed, are picked up here.
+                    self.load_timers().await;
+                    next_reload = tokio::time::Instant::now() + TIMER_RELOAD;
+                }
                 polled = consumer.poll(self.config.max_batch) => {
                     let records = polled?;
                     if self.config.shared_store {
@@ -206,6 +216,34 @@ impl AuctionRole {
             due.push(id);
         }
         if due.is_empty() {
+            return;
+        }
+        if self.config.shared_store {
+            // Only the partition's owner may write the auction; it applies the
+            // tick in order with the bids. Every worker keeps timers for every
+            // auction, so a tick survives the loss of any one worker; extra
+            // ticks are no-ops.
+            let records: Vec<(String, Bytes)> = due
+                .into_iter()
+                .filter_map(|id| {
+                    let cmd = AuctionCommand {
+                        auction_id: id,
+                        user_id: 0,
+                        origin: bowchat_model::Origin {
+                            gateway: String::new(),
+                            conn: 0,
+                            request_id: format!("tick-{id}-{now}"),
+                        },
+                        action: Action::Tick,
+                    };
+                    serde_json::to_vec(&cmd)
+                        .ok()
+                        .map(|json| (id.to_string(), Bytes::from(json)))
+                })
+                .collect();
+            if let Err(e) = self.bus.publish_all(topics::AUCTION_BID, records).await {
+                warn!(error = %e, "cannot publish auction ticks; retrying at the next reload");
+            }
             return;
         }
         let mut pending = Pending::default();
@@ -289,7 +327,7 @@ impl AuctionRole {
     ) -> HashMap<(AuctionId, UserId, String), CommandResult> {
         let mut by_auction: HashMap<AuctionId, Vec<(UserId, String)>> = HashMap::new();
         for cmd in commands {
-            if !matches!(cmd.action, Action::Register) {
+            if !matches!(cmd.action, Action::Register | Action::Tick) {
                 by_auction
                     .entry(cmd.auction_id)
                     .or_default()
@@ -326,6 +364,10 @@ impl AuctionRole {
         let engine_cmd = match &cmd.action {
             Action::Register => {
                 self.schedule(&state, cmd.auction_id);
+                return;
+            }
+            Action::Tick => {
+                self.apply_tick(cmd.auction_id, now, pending).await;
                 return;
             }
             Action::Bid { amount, currency }
@@ -631,6 +673,7 @@ fn action_name(action: &Action) -> &'static str {
         Action::MaxBid { .. } => "max_bid",
         Action::Cancel { .. } => "cancel",
         Action::Register => "register",
+        Action::Tick => "tick",
     }
 }
 

@@ -1,7 +1,8 @@
 //! Cluster mode across processes: two gateways and one worker (auction + chat)
 //! on the real PostgreSQL and Kafka test servers. A bid sent to gateway A is
 //! answered to its sender and broadcast to a watcher on gateway B; chat sent
-//! through both gateways reaches both in one order.
+//! through both gateways reaches both in one order; an auction's end (a
+//! worker timer) is broadcast to the other gateway.
 
 mod support;
 
@@ -28,8 +29,18 @@ async fn bids_and_chat_cross_gateways_in_one_order() {
         .await;
     let id = auction["id"].as_i64().unwrap();
 
+    // A short auction: its end is a timer in the worker, applied by the owner.
+    let short = gw_a
+        .auction(
+            &seller,
+            json!({"startingPrice": 100, "increment": 10, "durationSecs": 4}),
+        )
+        .await;
+    let short = short["id"].as_i64().unwrap();
+
     let mut watch = gw_b.ws(&watcher.token).await;
     watch.subscribe_auction(id, None).await;
+    watch.subscribe_auction(short, None).await;
     let mut bid_ws = gw_a.ws(&bidder.token).await;
     bid_ws
         .send(json!({"type": "AUCTION_BID", "requestId": "x1", "auctionId": id, "amount": 150}))
@@ -44,6 +55,13 @@ async fn bids_and_chat_cross_gateways_in_one_order() {
         .await;
     assert_eq!(update["auction"]["leaderId"], bidder.id, "{update}");
     assert_eq!(update["steps"][0]["bidder"], bidder.id, "{update}");
+    bid_ws
+        .send(json!({"type": "AUCTION_BID", "requestId": "s1", "auctionId": short, "amount": 100}))
+        .await;
+    let (result, _) = bid_ws
+        .until(|f| f["type"] == "BID_RESULT" && f["requestId"] == "s1")
+        .await;
+    assert_eq!(result["accepted"], true, "{result}");
 
     // Chat: a member on each gateway sends concurrently; both see every
     // message once, in the same order, with gapless sequence numbers.
@@ -74,6 +92,12 @@ async fn bids_and_chat_cross_gateways_in_one_order() {
     assert_eq!(seen_a, seen_b, "both gateways deliver one order");
     let seqs: Vec<i64> = seen_a.iter().map(|(seq, _)| *seq).collect();
     assert_eq!(seqs, (1..=2 * EACH as i64).collect::<Vec<_>>());
+
+    let (closed, _) = watch
+        .until(|f| f["type"] == "AUCTION_CLOSED" && f["auction"]["id"] == short)
+        .await;
+    assert_eq!(closed["outcome"], "sold", "{closed}");
+    assert_eq!(closed["winnerId"], bidder.id, "{closed}");
 
     drop((gw_a, gw_b, worker));
     cluster.finish().await;
