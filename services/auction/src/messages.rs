@@ -23,6 +23,9 @@ pub enum Action {
     },
     /// A new auction exists: the owning role starts its timers.
     Register,
+    /// A timer fired in some process (cluster mode): the member owning the
+    /// auction's partition opens or closes it if due, in order with the bids.
+    Tick,
 }
 
 /// A command for the auction role.

@@ -16,6 +16,14 @@ pub enum RepoError {
     Corrupt(String),
 }
 
+impl RepoError {
+    /// A batch refused because this consumer no longer owns one of its
+    /// partitions (adapters report it as a `Conflict` starting with "fenced").
+    pub fn is_fenced(&self) -> bool {
+        matches!(self, RepoError::Conflict(m) if m.starts_with("fenced"))
+    }
+}
+
 /// An auction as stored: descriptive fields plus the engine state.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AuctionRecord {

@@ -22,6 +22,9 @@ use crate::messages::{Action, AuctionCommand, AuctionFact, CommandResult};
 use crate::ports::{AuctionBatch, AuctionRecord, AuctionRepository, BusOffset, StoredResult};
 use crate::AuctionView;
 
+/// How often a role on a shared store re-reads the unfinished auctions for its timers.
+const TIMER_RELOAD: Duration = Duration::from_secs(5);
+
 #[derive(Debug, Clone)]
 pub struct AuctionRoleConfig {
     /// Most commands taken into one transaction.
@@ -30,6 +33,10 @@ pub struct AuctionRoleConfig {
     pub group: String,
     /// How often to retry a failing commit before answering with an error.
     pub commit_retries: u32,
+    /// Other processes write the same store (cluster mode): cached auctions are
+    /// re-read at every batch, since a partition may have been processed
+    /// elsewhere between two of this member's batches.
+    pub shared_store: bool,
 }
 
 impl Default for AuctionRoleConfig {
@@ -38,6 +45,7 @@ impl Default for AuctionRoleConfig {
             max_batch: 512,
             group: "auction-role".into(),
             commit_retries: 3,
+            shared_store: false,
         }
     }
 }
@@ -85,6 +93,9 @@ pub struct AuctionRole {
     slots: HashMap<AuctionId, Slot>,
     /// (deadline, auction) pairs; a stale entry is harmless (the tick is a no-op).
     timers: BTreeSet<(Millis, AuctionId)>,
+    /// Set when the store refused the last batch because another member owns
+    /// its partition now; the batch is dropped, not answered or committed.
+    fenced: bool,
 }
 
 /// Outcome of processing one batch, before it is stored.
@@ -111,6 +122,7 @@ impl AuctionRole {
             config,
             slots: HashMap::new(),
             timers: BTreeSet::new(),
+            fenced: false,
         }
     }
 
@@ -126,18 +138,44 @@ impl AuctionRole {
     pub async fn run_with(&mut self, mut consumer: Box<dyn Consumer>) -> Result<(), BusError> {
         self.load_timers().await;
         info!(group = %self.config.group, "auction role running");
+        let mut next_reload = tokio::time::Instant::now() + TIMER_RELOAD;
         loop {
             let next_deadline = self.timers.first().map(|(at, _)| *at);
             let sleep_for = next_deadline
                 .map(|at| Duration::from_millis((at - now_millis()).max(0) as u64))
                 .unwrap_or(Duration::from_secs(3600));
             tokio::select! {
+                _ = tokio::time::sleep_until(next_reload), if self.config.shared_store => {
+                    // Auctions registered on other workers, and ticks whose
+                    // publish failed, are picked up here.
+                    self.load_timers().await;
+                    next_reload = tokio::time::Instant::now() + TIMER_RELOAD;
+                }
                 polled = consumer.poll(self.config.max_batch) => {
                     let records = polled?;
+                    if self.config.shared_store {
+                        self.slots.clear();
+                    }
+                    self.fenced = false;
                     self.process_records(&records).await;
-                    consumer.commit(&records).await?;
+                    if self.fenced {
+                        // The new owner processes these records from the
+                        // offsets it found in the store.
+                        continue;
+                    }
+                    match consumer.commit(&records).await {
+                        Ok(()) => {}
+                        Err(BusError::Fenced) => {
+                            warn!("bus commit fenced after a rebalance; the new owner resumes from the stored offsets");
+                            self.slots.clear();
+                        }
+                        Err(e) => return Err(e),
+                    }
                 }
                 _ = tokio::time::sleep(sleep_for) => {
+                    if self.config.shared_store {
+                        self.slots.clear();
+                    }
                     self.fire_due_timers().await;
                 }
             }
@@ -178,6 +216,34 @@ impl AuctionRole {
             due.push(id);
         }
         if due.is_empty() {
+            return;
+        }
+        if self.config.shared_store {
+            // Only the partition's owner may write the auction; it applies the
+            // tick in order with the bids. Every worker keeps timers for every
+            // auction, so a tick survives the loss of any one worker; extra
+            // ticks are no-ops.
+            let records: Vec<(String, Bytes)> = due
+                .into_iter()
+                .filter_map(|id| {
+                    let cmd = AuctionCommand {
+                        auction_id: id,
+                        user_id: 0,
+                        origin: bowchat_model::Origin {
+                            gateway: String::new(),
+                            conn: 0,
+                            request_id: format!("tick-{id}-{now}"),
+                        },
+                        action: Action::Tick,
+                    };
+                    serde_json::to_vec(&cmd)
+                        .ok()
+                        .map(|json| (id.to_string(), Bytes::from(json)))
+                })
+                .collect();
+            if let Err(e) = self.bus.publish_all(topics::AUCTION_BID, records).await {
+                warn!(error = %e, "cannot publish auction ticks; retrying at the next reload");
+            }
             return;
         }
         let mut pending = Pending::default();
@@ -261,7 +327,7 @@ impl AuctionRole {
     ) -> HashMap<(AuctionId, UserId, String), CommandResult> {
         let mut by_auction: HashMap<AuctionId, Vec<(UserId, String)>> = HashMap::new();
         for cmd in commands {
-            if !matches!(cmd.action, Action::Register) {
+            if !matches!(cmd.action, Action::Register | Action::Tick) {
                 by_auction
                     .entry(cmd.auction_id)
                     .or_default()
@@ -298,6 +364,10 @@ impl AuctionRole {
         let engine_cmd = match &cmd.action {
             Action::Register => {
                 self.schedule(&state, cmd.auction_id);
+                return;
+            }
+            Action::Tick => {
+                self.apply_tick(cmd.auction_id, now, pending).await;
                 return;
             }
             Action::Bid { amount, currency }
@@ -505,6 +575,15 @@ impl AuctionRole {
             loop {
                 match self.repo.commit(&pending.batch).await {
                     Ok(()) => break,
+                    Err(e) if e.is_fenced() => {
+                        // Another member owns a partition of this batch now and
+                        // will process its records: answering or publishing
+                        // here would double the effect.
+                        warn!(error = %e, "auction batch fenced; dropping it");
+                        self.slots.clear();
+                        self.fenced = true;
+                        return;
+                    }
                     Err(e) if attempt < self.config.commit_retries => {
                         attempt += 1;
                         warn!(error = %e, attempt, "auction batch commit failed; retrying");
@@ -582,12 +661,7 @@ impl AuctionRole {
             .commands
             .with_label_values(&["unreadable", "DEAD_LETTER"])
             .inc();
-        let topic = topics::dead_letter(&record.topic);
-        if let Err(e) = self
-            .bus
-            .publish(&topic, &record.key, record.payload.clone())
-            .await
-        {
+        if let Err(e) = self.bus.dead_letter(record, reason, 1).await {
             error!(error = %e, "cannot dead-letter a record");
         }
     }
@@ -599,6 +673,7 @@ fn action_name(action: &Action) -> &'static str {
         Action::MaxBid { .. } => "max_bid",
         Action::Cancel { .. } => "cancel",
         Action::Register => "register",
+        Action::Tick => "tick",
     }
 }
 

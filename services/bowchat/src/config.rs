@@ -25,6 +25,7 @@ pub struct Config {
     pub auction: RoleConfig,
     pub chat: RoleConfig,
     pub bus: BusConfig,
+    pub store: StoreConfig,
     pub sqlite: SqliteConfig,
 }
 
@@ -40,6 +41,7 @@ impl Default for Config {
             auction: RoleConfig::default(),
             chat: RoleConfig::default(),
             bus: BusConfig::default(),
+            store: StoreConfig::default(),
             sqlite: SqliteConfig::default(),
         }
     }
@@ -118,20 +120,67 @@ impl Default for RoleConfig {
     }
 }
 
+/// Which message bus carries commands and facts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BusKind {
+    /// Queues inside this process (embedded mode: one process runs every role).
+    InProcess,
+    /// Kafka (`bus.kafka`): gateways and workers in separate processes.
+    Kafka,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct BusConfig {
+    /// `in-process` (default) or `kafka`.
+    pub kind: BusKind,
     /// Partitions per topic of the in-process bus.
     pub partitions: u32,
-    /// Records queued per consumer group before publishers wait.
+    /// Records queued per consumer group before publishers wait (in-process bus).
     pub queue_capacity: usize,
+    /// How often Kafka consumer lag is read for `/metrics`; 0 turns it off.
+    pub lag_interval_ms: u64,
+    /// The Kafka adapter's settings (used when `kind = "kafka"`).
+    pub kafka: bowchat_kafka::KafkaConfig,
 }
 
 impl Default for BusConfig {
     fn default() -> Self {
         Self {
+            kind: BusKind::InProcess,
             partitions: 8,
             queue_capacity: 65_536,
+            lag_interval_ms: 5_000,
+            kafka: bowchat_kafka::KafkaConfig::default(),
+        }
+    }
+}
+
+/// Which database holds users, auctions, bids, rooms and chat.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StoreKind {
+    /// One SQLite file under `data_dir` (embedded mode).
+    Sqlite,
+    /// A PostgreSQL server shared by every process (`store.postgres`).
+    Postgres,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    /// `sqlite` (default) or `postgres`.
+    pub kind: StoreKind,
+    /// Connection settings used when `kind = "postgres"`.
+    pub postgres: bowchat_postgres::PgConfig,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            kind: StoreKind::Sqlite,
+            postgres: bowchat_postgres::PgConfig::default(),
         }
     }
 }
@@ -154,9 +203,33 @@ impl Default for SqliteConfig {
 }
 
 impl Config {
-    /// A copy safe to print: provider client secrets are masked.
+    /// Settings that parse but cannot work, found before anything starts.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.bus.kind == BusKind::Kafka {
+            self.bus
+                .kafka
+                .validate()
+                .map_err(|e| format!("bus.kafka: {e}"))?;
+        }
+        if self.store.kind == StoreKind::Postgres {
+            let url = &self.store.postgres.url;
+            if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+                return Err(format!(
+                    "store.postgres.url must start with postgres:// (got {url:?})"
+                ));
+            }
+            if self.store.postgres.max_connections == 0 {
+                return Err("store.postgres.max_connections must be at least 1".into());
+            }
+        }
+        Ok(())
+    }
+
+    /// A copy safe to print: provider client secrets and the database
+    /// password are masked.
     pub fn redacted(&self) -> Config {
         let mut config = self.clone();
+        config.store.postgres.url = redact_url_password(&config.store.postgres.url);
         for provider in config.auth.social.providers.values_mut() {
             if !provider.client_secret.is_empty() {
                 provider.client_secret = "<redacted>".into();
@@ -188,9 +261,61 @@ impl Config {
     }
 }
 
+/// `scheme://user:secret@host` -> `scheme://user:<redacted>@host`.
+fn redact_url_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let Some((userinfo, host)) = rest.split_once('@') else {
+        return url.to_string();
+    };
+    match userinfo.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:<redacted>@{host}"),
+        None => url.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cluster_kinds_parse_and_unknown_kinds_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bowchat.toml");
+        std::fs::write(
+            &path,
+            "[store]\nkind = \"postgres\"\n[store.postgres]\nurl = \"postgres://u:pw@127.0.0.1:1/db\"\n\
+             [bus]\nkind = \"kafka\"\n[bus.kafka]\nbootstrap = \"127.0.0.1:1\"\nconsumer_concurrency = 2\n",
+        )
+        .unwrap();
+        let config = Config::load(Some(&path)).unwrap();
+        assert_eq!(config.store.kind, StoreKind::Postgres);
+        assert_eq!(config.bus.kind, BusKind::Kafka);
+        assert_eq!(config.bus.kafka.consumer_concurrency, 2);
+        assert_eq!(config.validate(), Ok(()));
+        assert_eq!(
+            config.redacted().store.postgres.url,
+            "postgres://u:<redacted>@127.0.0.1:1/db"
+        );
+        std::fs::write(&path, "[bus]\nkind = \"rabbit\"\n").unwrap();
+        let error = Config::load(Some(&path)).unwrap_err().to_string();
+        assert!(error.contains("rabbit"), "{error}");
+        std::fs::write(
+            &path,
+            "[bus]\nkind = \"kafka\"\n[bus.kafka]\nmax_in_flight = 9\n",
+        )
+        .unwrap();
+        let config = Config::load(Some(&path)).unwrap();
+        assert!(config.validate().unwrap_err().contains("max_in_flight"));
+    }
+
+    #[test]
+    fn defaults_are_embedded_mode() {
+        let config = Config::default();
+        assert_eq!(config.store.kind, StoreKind::Sqlite);
+        assert_eq!(config.bus.kind, BusKind::InProcess);
+    }
 
     #[test]
     fn defaults_need_no_file() {

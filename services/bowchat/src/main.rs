@@ -1,8 +1,11 @@
 //! `bowchat`: the whole platform in one binary. `bowchat serve` (the default)
 //! runs every role in one process on the embedded SQLite store.
 
+mod adapters;
+mod admin;
 mod config;
 mod demo;
+mod lag;
 mod metrics;
 mod serve;
 
@@ -28,6 +31,9 @@ enum Command {
     Serve(ServeArgs),
     /// Print the effective configuration as TOML-compatible JSON and exit.
     Config,
+    /// Cluster administration (Kafka topics, dead letters).
+    #[command(subcommand)]
+    Admin(admin::AdminCommand),
 }
 
 #[derive(clap::Args, Default)]
@@ -49,10 +55,20 @@ pub struct ServeArgs {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let mut config = Config::load(cli.config.as_deref())?;
+    config
+        .validate()
+        .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
     match cli.command {
         Some(Command::Config) => {
             println!("{}", serde_json::to_string_pretty(&config.redacted())?);
             Ok(())
+        }
+        Some(Command::Admin(command)) => {
+            serve::init_logging(&config.log);
+            tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?
+                .block_on(admin::run(config, command))
         }
         command => {
             let args = match command {

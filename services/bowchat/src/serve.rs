@@ -1,23 +1,20 @@
-//! Wiring: storage, bus, roles and the gateway of one process.
+//! Wiring: storage, bus, roles and the gateway of one process (embedded or
+//! one node of a cluster; the adapters are chosen in `adapters`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context;
-use async_trait::async_trait;
 use bowchat_auction::role::{AuctionRole, AuctionRoleConfig};
 use bowchat_auth::{AuthService, PasswordPolicy, TokenConfig};
-use bowchat_bus::{topics, Bus, InProcessBus};
+use bowchat_bus::topics;
 use bowchat_chat::{ChatRole, ChatRoleConfig};
-use bowchat_gateway::{GatewayDeps, Readiness};
+use bowchat_gateway::GatewayDeps;
 use bowchat_social::SocialLogin;
-use bowchat_store::{
-    Db, SqliteAuctionRepository, SqliteAuthRepository, SqliteChatRepository, SqliteOptions,
-    SqliteSocialRepository,
-};
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
-use crate::config::{Config, LogConfig};
+use crate::adapters::{Buses, Store};
+use crate::config::{Config, LogConfig, StoreKind};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Role {
@@ -43,15 +40,6 @@ pub fn init_logging(log: &LogConfig) {
     }
 }
 
-struct DbReadiness(Db);
-
-#[async_trait]
-impl Readiness for DbReadiness {
-    async fn ready(&self) -> bool {
-        self.0.ping().await
-    }
-}
-
 pub async fn serve(config: Config, roles: Vec<Role>, demo: bool) -> anyhow::Result<()> {
     let node_id = config
         .node_id
@@ -63,56 +51,44 @@ pub async fn serve(config: Config, roles: Vec<Role>, demo: bool) -> anyhow::Resu
         ))
         .ok();
 
-    let path = config.database_path();
-    let options = SqliteOptions {
-        readers: config.sqlite.readers,
-        synchronous_full: config.sqlite.synchronous_full,
-        ..SqliteOptions::default()
-    };
-    let db = Db::open(&path, &options)
-        .await
-        .with_context(|| format!("opening {}", path.display()))?;
-    info!(path = %path.display(), "database open");
-
-    let mut topic_list: Vec<(String, u32)> = Vec::new();
-    for topic in topics::ALL {
-        topic_list.push((topic.to_string(), config.bus.partitions.max(1)));
-        topic_list.push((topics::dead_letter(topic), 1));
+    let store = Store::open(&config).await?;
+    let buses = Buses::open(&config)?;
+    let bus = buses.bus.clone();
+    let shared_store = config.store.kind == StoreKind::Postgres;
+    let concurrency = config.bus.kafka.consumer_concurrency;
+    // Embedded mode's scrape-time gauges (in-process bus lag, SQLite pools);
+    // on Kafka the lag gauge comes from the broker (crate::lag).
+    if let (Some(in_process), Store::Sqlite(db)) = (buses.in_process.clone(), &store) {
+        prometheus::default_registry()
+            .register(Box::new(crate::metrics::RuntimeCollector::new(
+                in_process,
+                db.clone(),
+            )))
+            .ok();
     }
-    let topic_refs: Vec<(&str, u32)> = topic_list.iter().map(|(t, p)| (t.as_str(), *p)).collect();
-    let in_process = Arc::new(InProcessBus::new(
-        &topic_refs,
-        config.bus.queue_capacity.max(16),
-    ));
-    prometheus::default_registry()
-        .register(Box::new(crate::metrics::RuntimeCollector::new(
-            in_process.clone(),
-            db.clone(),
-        )))
-        .ok();
-    let bus: Arc<dyn Bus> = in_process;
-
-    let auctions = Arc::new(SqliteAuctionRepository::new(db.clone()));
-    let chat = Arc::new(SqliteChatRepository::new(db.clone()));
-    let auth_repo = Arc::new(SqliteAuthRepository::new(db.clone()));
 
     // Roles join their groups before the gateway accepts traffic, so the
     // in-process bus never drops a command published before a consumer exists.
+    let mut lag_groups: Vec<(String, &'static str)> = Vec::new();
     if roles.contains(&Role::Auction) {
         let role_config = AuctionRoleConfig {
             max_batch: config.auction.max_batch.max(1),
             commit_retries: config.auction.commit_retries,
+            shared_store,
             ..AuctionRoleConfig::default()
         };
-        let consumer = bus
-            .subscribe(topics::AUCTION_BID, &role_config.group)
+        lag_groups.push((role_config.group.clone(), topics::AUCTION_BID));
+        let members = buses
+            .auction_members(&store, &role_config.group, concurrency)
             .await?;
-        let mut role = AuctionRole::new(auctions.clone(), bus.clone(), role_config);
-        tokio::spawn(async move {
-            if let Err(e) = role.run_with(consumer).await {
-                warn!(error = %e, "auction role stopped");
-            }
-        });
+        for (consumer, repo) in members {
+            let mut role = AuctionRole::new(repo, bus.clone(), role_config.clone());
+            tokio::spawn(async move {
+                if let Err(e) = role.run_with(consumer).await {
+                    error!(error = %e, "auction role stopped");
+                }
+            });
+        }
     }
     if roles.contains(&Role::Chat) {
         let role_config = ChatRoleConfig {
@@ -121,21 +97,36 @@ pub async fn serve(config: Config, roles: Vec<Role>, demo: bool) -> anyhow::Resu
             max_body_chars: config.gateway.max_message_chars,
             ..ChatRoleConfig::default()
         };
-        let consumer = bus
-            .subscribe(topics::CHAT_MESSAGE, &role_config.group)
-            .await?;
-        let mut role = ChatRole::new(
-            chat.clone(),
-            bus.clone(),
-            role_config,
-            prometheus::default_registry(),
-        );
-        tokio::spawn(async move {
-            if let Err(e) = role.run_with(consumer).await {
-                warn!(error = %e, "chat role stopped");
-            }
-        });
+        lag_groups.push((role_config.group.clone(), topics::CHAT_MESSAGE));
+        for consumer in buses.chat_members(&role_config.group, concurrency).await? {
+            let mut role = ChatRole::new(
+                store.chat(),
+                bus.clone(),
+                role_config.clone(),
+                prometheus::default_registry(),
+            );
+            tokio::spawn(async move {
+                if let Err(e) = role.run_with(consumer).await {
+                    error!(error = %e, "chat role stopped");
+                }
+            });
+        }
     }
+    if let (Some(_), true) = (&buses.kafka, config.bus.lag_interval_ms > 0) {
+        if roles.contains(&Role::Gateway) {
+            let group = format!("gateway-{node_id}");
+            lag_groups.push((group.clone(), topics::AUCTION_EVENT));
+            lag_groups.push((group, topics::CHAT_EVENT));
+        }
+        crate::lag::spawn(
+            config.bus.kafka.clone(),
+            lag_groups,
+            std::time::Duration::from_millis(config.bus.lag_interval_ms),
+        )?;
+    }
+    let auctions = store.auctions(AuctionRoleConfig::default().group.as_str());
+    let chat = store.chat();
+    let auth_repo = store.auth();
 
     let tokens = TokenConfig {
         issuer: config.auth.issuer.clone(),
@@ -162,22 +153,31 @@ pub async fn serve(config: Config, roles: Vec<Role>, demo: bool) -> anyhow::Resu
         ));
     }
 
-    if !roles.contains(&Role::Gateway) {
-        info!(node = %node_id, "running without a gateway; stop with Ctrl-C");
-        shutdown_signal().await;
-        db.close().await;
-        return Ok(());
-    }
     // Bound first: social-login callbacks default to the address we listen on.
     let listener = tokio::net::TcpListener::bind(&config.listen)
         .await
         .with_context(|| format!("binding {}", config.listen))?;
     let addr = listener.local_addr()?;
+    if !roles.contains(&Role::Gateway) {
+        // A worker still answers /metrics (role metrics, consumer lag) and /healthz.
+        let app = axum::Router::new()
+            .route("/metrics", axum::routing::get(metrics_text))
+            .route("/healthz", axum::routing::get(|| async { "ok" }));
+        info!(addr = %addr, node = %node_id, "running without a gateway; serving /metrics");
+        axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown_signal())
+            .await?;
+        if let Some(kafka) = &buses.kafka {
+            let _ = kafka.flush(std::time::Duration::from_secs(5));
+        }
+        store.close().await;
+        return Ok(());
+    }
     let social = Arc::new(
         SocialLogin::new(
             config.auth.social.clone(),
             &format!("http://{addr}"),
-            Arc::new(SqliteSocialRepository::new(db.clone())),
+            store.social(),
             auth.clone(),
         )
         .context("configuring social login")?,
@@ -189,8 +189,8 @@ pub async fn serve(config: Config, roles: Vec<Role>, demo: bool) -> anyhow::Resu
         social,
         auctions,
         chat,
-        bus,
-        readiness: Arc::new(DbReadiness(db.clone())),
+        bus: buses.gateway.clone(),
+        readiness: Arc::new(store.clone()),
     })
     .await?;
     info!(addr = %addr, node = %node_id, "listening");
@@ -213,8 +213,22 @@ pub async fn serve(config: Config, roles: Vec<Role>, demo: bool) -> anyhow::Resu
         _ = grace => warn!("connections still open after the grace period; closing them"),
     }
     info!("shutting down");
-    db.close().await;
+    if let Some(kafka) = &buses.kafka {
+        if let Err(e) = kafka.flush(std::time::Duration::from_secs(5)) {
+            warn!(error = %e, "unacknowledged records at shutdown");
+        }
+    }
+    store.close().await;
     Ok(())
+}
+
+async fn metrics_text() -> String {
+    use prometheus::Encoder;
+    let mut buffer = Vec::new();
+    if let Err(e) = prometheus::TextEncoder::new().encode(&prometheus::gather(), &mut buffer) {
+        return format!("# cannot encode metrics: {e}\n");
+    }
+    String::from_utf8(buffer).unwrap_or_default()
 }
 
 async fn shutdown_signal() {

@@ -66,6 +66,24 @@ pub trait Bus: Send + Sync + 'static {
         Ok(())
     }
 
+    /// Sends `record`, which failed `attempts` times with `error`, to its topic's
+    /// dead-letter topic. Adapters that carry headers (Kafka) attach the error and
+    /// the original position; this default publishes key and payload only.
+    async fn dead_letter(
+        &self,
+        record: &Record,
+        error: &str,
+        attempts: u32,
+    ) -> Result<(), BusError> {
+        let _ = (error, attempts);
+        self.publish(
+            &topics::dead_letter(&record.topic),
+            &record.key,
+            record.payload.clone(),
+        )
+        .await
+    }
+
     /// Join consumer `group` on `topic`.
     async fn subscribe(&self, topic: &str, group: &str) -> Result<Box<dyn Consumer>, BusError>;
 

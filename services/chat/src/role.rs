@@ -135,7 +135,18 @@ impl ChatRole {
         loop {
             let records = consumer.poll(self.config.max_batch.max(1)).await?;
             self.process_records(&records).await?;
-            consumer.commit(&records).await?;
+            match consumer.commit(&records).await {
+                Ok(()) => {}
+                // Lost the partitions in a rebalance: the stored batch is kept
+                // (its records are deduplicated by client id when the new
+                // owner sees them again); keep serving the partitions we own.
+                Err(BusError::Fenced) => {
+                    warn!("bus commit fenced after a rebalance; continuing");
+                    self.kinds.clear();
+                    self.last_seq.clear();
+                }
+                Err(e) => return Err(e),
+            }
         }
     }
 
@@ -547,12 +558,7 @@ impl ChatRole {
             .messages
             .with_label_values(&["DEAD_LETTER"])
             .inc();
-        let topic = topics::dead_letter(&record.topic);
-        if let Err(e) = self
-            .bus
-            .publish(&topic, &record.key, record.payload.clone())
-            .await
-        {
+        if let Err(e) = self.bus.dead_letter(record, reason, 1).await {
             error!(error = %e, "cannot dead-letter a record");
         }
     }

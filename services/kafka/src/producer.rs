@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use bowchat_bus::{partition_for, Bus, BusError, Consumer};
+use bowchat_bus::{partition_for, Bus, BusError, Consumer, Record};
 use bytes::Bytes;
 use parking_lot::RwLock;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -188,6 +188,16 @@ impl Bus for KafkaBus {
             }
         }
         first_error.map_or(Ok(()), Err)
+    }
+
+    /// With the error, original position and attempts in headers.
+    async fn dead_letter(
+        &self,
+        record: &Record,
+        error: &str,
+        attempts: u32,
+    ) -> Result<(), BusError> {
+        KafkaBus::dead_letter(self, record, error, attempts).await
     }
 
     async fn subscribe(&self, topic: &str, group: &str) -> Result<Box<dyn Consumer>, BusError> {

@@ -2,6 +2,8 @@
 //! own data directory and talks to it over HTTP and WebSocket like a client.
 #![allow(dead_code)]
 
+pub mod cluster;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -15,6 +17,8 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 pub struct Server {
     child: Child,
+    /// Every stdout line after startup (JSON log lines).
+    pub log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
     pub addr: String,
     pub dir: PathBuf,
     http: reqwest::Client,
@@ -23,9 +27,22 @@ pub struct Server {
 impl Server {
     /// Starts the binary on `dir` with `extra` environment settings.
     pub fn start(dir: &Path, extra: &[(&str, &str)]) -> Server {
+        Server::start_roles(dir, "gateway,auction,chat", extra)
+    }
+
+    /// Starts the binary with only `roles` (comma separated). Without the
+    /// gateway role, `addr` serves /metrics and /healthz only.
+    pub fn start_roles(dir: &Path, roles: &str, extra: &[(&str, &str)]) -> Server {
         let mut command = Command::new(env!("CARGO_BIN_EXE_bowchat"));
         command
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--roles",
+                roles,
+                "--data-dir",
+            ])
             .arg(dir)
             .env_remove("RUST_LOG")
             // Cheap password hashing keeps the tests fast; production uses the defaults.
@@ -49,17 +66,34 @@ impl Server {
                     addr = v["fields"]["addr"].as_str().map(str::to_string);
                     break;
                 }
+                if v["fields"]["message"] == "running without a gateway; serving /metrics" {
+                    addr = v["fields"]["addr"].as_str().map(str::to_string);
+                    break;
+                }
             }
         }
         // Keep draining so the server never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                sink.lock().unwrap().push(line);
+            }
+        });
         let addr = addr.expect("server printed its address");
         Server {
             child,
+            log,
             addr,
             dir: dir.to_path_buf(),
             http: reqwest::Client::new(),
         }
+    }
+
+    /// Log lines so far whose text contains `needle`.
+    pub fn log_lines(&self, needle: &str) -> Vec<String> {
+        let log = self.log.lock().unwrap();
+        log.iter().filter(|l| l.contains(needle)).cloned().collect()
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -1,0 +1,351 @@
+//! The adapters behind the ports, chosen by `store.kind` and `bus.kind`:
+//! SQLite and the in-process bus (embedded mode) or PostgreSQL and Kafka
+//! (cluster mode). Roles and the gateway only ever see the ports.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use async_trait::async_trait;
+use bowchat_auction::ports::AuctionRepository;
+use bowchat_auth::ports::AuthRepository;
+use bowchat_bus::{topics, Bus, BusError, Consumer, InProcessBus, Record};
+use bowchat_chat::ports::ChatRepository;
+use bowchat_gateway::Readiness;
+use bowchat_kafka::{KafkaBus, KafkaConfig, KafkaConsumer, OffsetReset, StoredOffsets};
+use bowchat_postgres::{PgAuctionRepository, PgStore};
+use bowchat_social::ports::SocialRepository;
+use bowchat_store::{
+    Db, SqliteAuctionRepository, SqliteAuthRepository, SqliteChatRepository, SqliteOptions,
+    SqliteSocialRepository,
+};
+use tracing::{info, warn};
+
+use crate::config::{BusKind, Config, StoreKind};
+
+/// The open database, whichever kind.
+#[derive(Clone)]
+pub enum Store {
+    Sqlite(Db),
+    Postgres(PgStore),
+}
+
+impl Store {
+    pub async fn open(config: &Config) -> anyhow::Result<Store> {
+        match config.store.kind {
+            StoreKind::Sqlite => {
+                let path = config.database_path();
+                let options = SqliteOptions {
+                    readers: config.sqlite.readers,
+                    synchronous_full: config.sqlite.synchronous_full,
+                    ..SqliteOptions::default()
+                };
+                let db = Db::open(&path, &options)
+                    .await
+                    .with_context(|| format!("opening {}", path.display()))?;
+                info!(path = %path.display(), "database open");
+                Ok(Store::Sqlite(db))
+            }
+            StoreKind::Postgres => {
+                let store = PgStore::connect(&config.store.postgres)
+                    .await
+                    .context("opening the PostgreSQL store (store.postgres)")?;
+                info!("PostgreSQL store open");
+                Ok(Store::Postgres(store))
+            }
+        }
+    }
+
+    /// The auction repository of one consumer of `group`. On PostgreSQL each
+    /// consumer needs its own (it remembers the partition epochs it claimed).
+    pub fn auctions(&self, group: &str) -> Arc<dyn AuctionRepository> {
+        match self {
+            Store::Sqlite(db) => Arc::new(SqliteAuctionRepository::new(db.clone())),
+            Store::Postgres(pg) => Arc::new(pg.auctions(group)),
+        }
+    }
+
+    /// Where a Kafka consumer of `group` resumes after an assignment, when the
+    /// store keeps offsets with the effects (PostgreSQL).
+    pub fn stored_offsets(
+        &self,
+        group: &str,
+    ) -> Option<(Arc<dyn AuctionRepository>, Arc<dyn StoredOffsets>)> {
+        match self {
+            Store::Sqlite(_) => None,
+            Store::Postgres(pg) => {
+                let repo = pg.auctions(group);
+                Some((Arc::new(repo.clone()), Arc::new(ClaimOnAssign(repo))))
+            }
+        }
+    }
+
+    /// Chat rooms and history. On PostgreSQL for now; chat history on MongoDB
+    /// plugs in here (a `ChatRepository` adapter) without touching the roles.
+    pub fn chat(&self) -> Arc<dyn ChatRepository> {
+        match self {
+            Store::Sqlite(db) => Arc::new(SqliteChatRepository::new(db.clone())),
+            Store::Postgres(pg) => Arc::new(pg.chat()),
+        }
+    }
+
+    /// Users, credentials and refresh tokens. Refresh-token families on Redis
+    /// would plug in here.
+    pub fn auth(&self) -> Arc<dyn AuthRepository> {
+        match self {
+            Store::Sqlite(db) => Arc::new(SqliteAuthRepository::new(db.clone())),
+            Store::Postgres(pg) => Arc::new(pg.auth()),
+        }
+    }
+
+    pub fn social(&self) -> Arc<dyn SocialRepository> {
+        match self {
+            Store::Sqlite(db) => Arc::new(SqliteSocialRepository::new(db.clone())),
+            Store::Postgres(pg) => Arc::new(pg.social()),
+        }
+    }
+
+    pub async fn close(&self) {
+        match self {
+            Store::Sqlite(db) => db.close().await,
+            Store::Postgres(pg) => pg.close().await,
+        }
+    }
+}
+
+#[async_trait]
+impl Readiness for Store {
+    async fn ready(&self) -> bool {
+        match self {
+            Store::Sqlite(db) => db.ping().await,
+            Store::Postgres(pg) => pg.ping().await,
+        }
+    }
+}
+
+/// Takes the partitions over in PostgreSQL (fencing their previous owner)
+/// and answers the offsets stored with the bids.
+struct ClaimOnAssign(PgAuctionRepository);
+
+#[async_trait]
+impl StoredOffsets for ClaimOnAssign {
+    async fn next_offsets(
+        &self,
+        topic: &str,
+        partitions: &[u32],
+    ) -> Result<Vec<(u32, u64)>, String> {
+        let claimed = self
+            .0
+            .claim(topic, partitions)
+            .await
+            .map_err(|e| e.to_string())?;
+        info!(topic, ?partitions, "claimed partitions in the store");
+        Ok(claimed
+            .into_iter()
+            .map(|o| (o.partition, o.next_offset))
+            .collect())
+    }
+}
+
+/// The bus, whichever kind.
+pub struct Buses {
+    /// Producer and role consumers.
+    pub bus: Arc<dyn Bus>,
+    /// The gateway's view: same producer; its broadcast groups start at the end.
+    pub gateway: Arc<dyn Bus>,
+    pub kafka: Option<Arc<KafkaBus>>,
+    /// The embedded bus, for its lag gauge.
+    pub in_process: Option<Arc<InProcessBus>>,
+}
+
+impl Buses {
+    pub fn open(config: &Config) -> anyhow::Result<Buses> {
+        match config.bus.kind {
+            BusKind::InProcess => {
+                let mut topic_list: Vec<(String, u32)> = Vec::new();
+                for topic in topics::ALL {
+                    topic_list.push((topic.to_string(), config.bus.partitions.max(1)));
+                    topic_list.push((topics::dead_letter(topic), 1));
+                }
+                let refs: Vec<(&str, u32)> =
+                    topic_list.iter().map(|(t, p)| (t.as_str(), *p)).collect();
+                let in_process =
+                    Arc::new(InProcessBus::new(&refs, config.bus.queue_capacity.max(16)));
+                let bus: Arc<dyn Bus> = in_process.clone();
+                Ok(Buses {
+                    gateway: bus.clone(),
+                    bus,
+                    kafka: None,
+                    in_process: Some(in_process),
+                })
+            }
+            BusKind::Kafka => {
+                let kafka = Arc::new(
+                    KafkaBus::new(config.bus.kafka.clone()).context("bus.kafka settings")?,
+                );
+                let latest = KafkaConfig {
+                    auto_offset_reset: OffsetReset::Latest,
+                    ..config.bus.kafka.clone()
+                };
+                let gateway = Arc::new(GatewayBus {
+                    main: kafka.clone(),
+                    latest: KafkaBus::new(latest).context("bus.kafka settings")?,
+                });
+                Ok(Buses {
+                    bus: kafka.clone(),
+                    gateway,
+                    kafka: Some(kafka),
+                    in_process: None,
+                })
+            }
+        }
+    }
+
+    /// The auction role's group members: `bus.kafka.consumer_concurrency` on
+    /// Kafka, each with its own repository and, on PostgreSQL, resuming from
+    /// the offsets stored with the bids; one on the in-process bus.
+    pub async fn auction_members(
+        &self,
+        store: &Store,
+        group: &str,
+        concurrency: u32,
+    ) -> anyhow::Result<Vec<(Box<dyn Consumer>, Arc<dyn AuctionRepository>)>> {
+        let topic = topics::AUCTION_BID;
+        let Some(kafka) = &self.kafka else {
+            let consumer = self.bus.subscribe(topic, group).await?;
+            return Ok(vec![(consumer, store.auctions(group))]);
+        };
+        let mut members = Vec::new();
+        for _ in 0..concurrency.max(1) {
+            let consumer = kafka_consumer(kafka, topic, group).await?;
+            let member: (Box<dyn Consumer>, Arc<dyn AuctionRepository>) = match store
+                .stored_offsets(group)
+            {
+                Some((repo, offsets)) => (Box::new(consumer.with_stored_offsets(offsets)), repo),
+                None => (Box::new(consumer), store.auctions(group)),
+            };
+            members.push(member);
+        }
+        Ok(members)
+    }
+
+    /// The chat role's group members (see [`Buses::auction_members`]).
+    pub async fn chat_members(
+        &self,
+        group: &str,
+        concurrency: u32,
+    ) -> anyhow::Result<Vec<Box<dyn Consumer>>> {
+        let topic = topics::CHAT_MESSAGE;
+        let Some(kafka) = &self.kafka else {
+            return Ok(vec![self.bus.subscribe(topic, group).await?]);
+        };
+        let mut members: Vec<Box<dyn Consumer>> = Vec::new();
+        for _ in 0..concurrency.max(1) {
+            members.push(Box::new(kafka_consumer(kafka, topic, group).await?));
+        }
+        Ok(members)
+    }
+}
+
+async fn kafka_consumer(
+    kafka: &KafkaBus,
+    topic: &str,
+    group: &str,
+) -> anyhow::Result<KafkaConsumer> {
+    kafka.consumer(topic, group).await.with_context(|| {
+        format!("subscribing to {topic}; create the topics with `bowchat admin topics ensure`")
+    })
+}
+
+/// The gateway's bus on Kafka: commands go through the shared producer; each
+/// gateway's broadcast group (`gateway-<id>`) starts at the latest offset (it
+/// only relays live facts) and `subscribe` returns once partitions are
+/// assigned, so the gateway never accepts a command whose result it would miss.
+struct GatewayBus {
+    main: Arc<KafkaBus>,
+    latest: KafkaBus,
+}
+
+/// How long a gateway waits for its broadcast partitions at startup.
+const ASSIGN_WAIT: Duration = Duration::from_secs(30);
+
+#[async_trait]
+impl Bus for GatewayBus {
+    async fn publish(&self, topic: &str, key: &str, payload: bytes::Bytes) -> Result<(), BusError> {
+        self.main.publish(topic, key, payload).await
+    }
+
+    async fn publish_all(
+        &self,
+        topic: &str,
+        records: Vec<(String, bytes::Bytes)>,
+    ) -> Result<(), BusError> {
+        self.main.publish_all(topic, records).await
+    }
+
+    async fn subscribe(&self, topic: &str, group: &str) -> Result<Box<dyn Consumer>, BusError> {
+        let mut consumer = self.latest.consumer(topic, group).await?;
+        let mut early = VecDeque::new();
+        let deadline = tokio::time::Instant::now() + ASSIGN_WAIT;
+        while consumer.assignment().is_empty() {
+            if tokio::time::Instant::now() > deadline {
+                return Err(BusError::Transport(format!(
+                    "{topic}: no partitions assigned to group {group} within {ASSIGN_WAIT:?}"
+                )));
+            }
+            early.extend(
+                consumer
+                    .poll_timeout(1024, Duration::from_millis(100))
+                    .await?,
+            );
+        }
+        // The start position ("latest") is looked up right after the
+        // assignment; keep polling briefly so it is fixed before traffic.
+        early.extend(
+            consumer
+                .poll_timeout(1024, Duration::from_millis(300))
+                .await?,
+        );
+        info!(
+            topic,
+            group,
+            partitions = consumer.assignment().len(),
+            "gateway consumer assigned"
+        );
+        Ok(Box::new(Primed { early, consumer }))
+    }
+
+    fn partitions(&self, topic: &str) -> Result<u32, BusError> {
+        self.main.partitions(topic)
+    }
+}
+
+/// A consumer that first hands out what it received while waiting for its assignment.
+struct Primed {
+    early: VecDeque<Record>,
+    consumer: KafkaConsumer,
+}
+
+#[async_trait]
+impl Consumer for Primed {
+    async fn poll(&mut self, max: usize) -> Result<Vec<Record>, BusError> {
+        if !self.early.is_empty() {
+            let take = self.early.len().min(max.max(1));
+            return Ok(self.early.drain(..take).collect());
+        }
+        self.consumer.poll(max).await
+    }
+
+    async fn commit(&mut self, records: &[Record]) -> Result<(), BusError> {
+        match self.consumer.commit(records).await {
+            // A broadcast group needs no history; a lost commit only means a
+            // restarted gateway of the same id starts at the end.
+            Err(BusError::Fenced) => {
+                warn!("gateway commit fenced; ignored");
+                Ok(())
+            }
+            other => other,
+        }
+    }
+}
