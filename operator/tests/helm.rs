@@ -50,7 +50,9 @@ fn rendered_chart_passes_a_server_side_dry_run() {
             "--set",
             "operator.kafka.bootstrap=kafka:9092",
         ],
+        vec!["--set", "cluster.enabled=false"],
     ] {
+        let cluster_mode = !extra.contains(&"cluster.enabled=false");
         let chart = chart();
         let mut args = vec![
             "template",
@@ -73,6 +75,15 @@ fn rendered_chart_passes_a_server_side_dry_run() {
         ] {
             assert!(rendered.contains(kind), "{kind} missing from the rendering");
         }
+        // Cluster mode (the default) puts every role on PostgreSQL and Kafka
+        // and creates the topics before a role starts.
+        assert_eq!(
+            rendered.contains("{name: BOWCHAT_STORE__KIND, value: postgres}")
+                && rendered.contains("{name: BOWCHAT_BUS__KIND, value: kafka}")
+                && rendered.contains(r#"args: ["admin", "topics", "ensure""#),
+            cluster_mode,
+            "cluster settings in the rendering"
+        );
         assert_eq!(
             rendered.matches("kind: Deployment").count(),
             4,

@@ -22,3 +22,18 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- define "bowchat.operatorSecret" -}}
 {{- .Values.operator.platformSecret.existingSecret | default (printf "%s-operator" (include "bowchat.fullname" .)) -}}
 {{- end -}}
+
+{{- define "bowchat.postgresSecret" -}}
+{{- .Values.cluster.postgres.existingSecret | default (printf "%s-postgres" (include "bowchat.fullname" .)) -}}
+{{- end -}}
+
+{{/* Cluster-mode settings of every role (store on PostgreSQL, bus on Kafka). */}}
+{{- define "bowchat.clusterEnv" -}}
+- {name: BOWCHAT_STORE__KIND, value: postgres}
+- name: BOWCHAT_STORE__POSTGRES__URL
+  valueFrom: {secretKeyRef: {name: {{ include "bowchat.postgresSecret" . }}, key: url}}
+- {name: BOWCHAT_BUS__KIND, value: kafka}
+- {name: BOWCHAT_BUS__KAFKA__BOOTSTRAP, value: {{ required "cluster.kafka.bootstrap is required in cluster mode" .Values.cluster.kafka.bootstrap | quote }}}
+- {name: BOWCHAT_BUS__KAFKA__TOPIC_PREFIX, value: {{ .Values.cluster.kafka.topicPrefix | quote }}}
+- {name: BOWCHAT_BUS__KAFKA__PARTITIONS, value: {{ .Values.cluster.kafka.partitions | quote }}}
+{{- end -}}
