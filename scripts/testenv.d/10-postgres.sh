@@ -63,6 +63,9 @@ EOF
     as_owner "$bin/psql" -h "$DIR" -p "$PORT" -U postgres -d postgres -XqAt -v ON_ERROR_STOP=1 <<EOF
 CREATE ROLE $USER_NAME LOGIN CREATEDB PASSWORD '$PASSWORD';
 CREATE DATABASE $DB OWNER $USER_NAME;
+-- Tests drop their databases WITH (FORCE), which must be able to end any
+-- backend still attached (e.g. an autovacuum worker).
+GRANT pg_signal_backend TO $USER_NAME;
 EOF
   fi
   wait_for "postgres on 127.0.0.1:$PORT" 30 answers
