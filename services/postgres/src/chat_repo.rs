@@ -14,10 +14,12 @@ use bowchat_chat::ports::{
     direct_key, seq_ranges, ChatBatch, ChatRepoError, ChatRepository, Member, Room, RoomSummary,
 };
 use bowchat_model::{Millis, PageQuery, RoomId, UserId};
-use sqlx::postgres::PgRow;
 use sqlx::{PgExecutor, Postgres, QueryBuilder, Row};
 
 use crate::PgStore;
+use bowchat_store::chat_rows::{
+    db_error, member_of, message_of, room_of, MESSAGE_COLUMNS, ROOM_COLUMNS,
+};
 
 /// Messages per multi-row INSERT (6 parameters each; PostgreSQL takes 65535).
 const INSERT_CHUNK: usize = 500;
@@ -31,55 +33,6 @@ impl PgChatRepository {
     pub fn new(store: PgStore) -> Self {
         Self { store }
     }
-}
-
-fn db_error(e: sqlx::Error) -> ChatRepoError {
-    match &e {
-        sqlx::Error::Database(d) if d.is_unique_violation() => {
-            ChatRepoError::Conflict(d.message().to_string())
-        }
-        sqlx::Error::Database(d) if d.is_foreign_key_violation() => {
-            ChatRepoError::NotFound(format!("room ({})", d.message()))
-        }
-        _ => ChatRepoError::Unavailable(e.to_string()),
-    }
-}
-
-const ROOM_COLUMNS: &str = "id, kind, name, auction_id, created_by, created_at, last_seq";
-const MESSAGE_COLUMNS: &str = "room_id, seq, sender, body, client_msg_id, created_at";
-
-fn room_of(row: &PgRow) -> Result<Room, ChatRepoError> {
-    let kind: String = row.try_get("kind").map_err(db_error)?;
-    Ok(Room {
-        id: row.try_get("id").map_err(db_error)?,
-        kind: kind.parse()?,
-        name: row.try_get("name").map_err(db_error)?,
-        auction_id: row.try_get("auction_id").map_err(db_error)?,
-        created_by: row.try_get("created_by").map_err(db_error)?,
-        created_at: row.try_get("created_at").map_err(db_error)?,
-        last_seq: row.try_get("last_seq").map_err(db_error)?,
-    })
-}
-
-fn member_of(row: &PgRow) -> Result<Member, ChatRepoError> {
-    let role: String = row.try_get("role").map_err(db_error)?;
-    Ok(Member {
-        user_id: row.try_get("user_id").map_err(db_error)?,
-        role: role.parse()?,
-        joined_at: row.try_get("joined_at").map_err(db_error)?,
-        last_read_seq: row.try_get("last_read_seq").map_err(db_error)?,
-    })
-}
-
-fn message_of(row: &PgRow) -> Result<ChatMessage, ChatRepoError> {
-    Ok(ChatMessage {
-        room_id: row.try_get("room_id").map_err(db_error)?,
-        seq: row.try_get("seq").map_err(db_error)?,
-        sender: row.try_get("sender").map_err(db_error)?,
-        body: row.try_get("body").map_err(db_error)?,
-        client_msg_id: row.try_get("client_msg_id").map_err(db_error)?,
-        created_at: row.try_get("created_at").map_err(db_error)?,
-    })
 }
 
 /// Adds a member; a no-op when already one. Also used by the auction adapter.

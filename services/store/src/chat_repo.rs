@@ -15,9 +15,9 @@ use bowchat_chat::ports::{
     RoomSummary,
 };
 use bowchat_model::{Millis, PageQuery, RoomId, UserId};
-use sqlx::sqlite::SqliteRow;
 use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
 
+use crate::chat_rows::{db_error, member_of, message_of, room_of, MESSAGE_COLUMNS, ROOM_COLUMNS};
 use crate::Db;
 
 /// Most (sender, client id) pairs or room ids per lookup query; keeps every
@@ -35,55 +35,6 @@ impl SqliteChatRepository {
     pub fn new(db: Db) -> Self {
         Self { db }
     }
-}
-
-fn db_error(e: sqlx::Error) -> ChatRepoError {
-    match &e {
-        sqlx::Error::Database(d) if d.is_unique_violation() => {
-            ChatRepoError::Conflict(d.message().to_string())
-        }
-        sqlx::Error::Database(d) if d.is_foreign_key_violation() => {
-            ChatRepoError::NotFound(format!("room ({})", d.message()))
-        }
-        _ => ChatRepoError::Unavailable(e.to_string()),
-    }
-}
-
-const ROOM_COLUMNS: &str = "id, kind, name, auction_id, created_by, created_at, last_seq";
-const MESSAGE_COLUMNS: &str = "room_id, seq, sender, body, client_msg_id, created_at";
-
-fn room_of(row: &SqliteRow) -> Result<Room, ChatRepoError> {
-    let kind: String = row.try_get("kind").map_err(db_error)?;
-    Ok(Room {
-        id: row.try_get("id").map_err(db_error)?,
-        kind: kind.parse()?,
-        name: row.try_get("name").map_err(db_error)?,
-        auction_id: row.try_get("auction_id").map_err(db_error)?,
-        created_by: row.try_get("created_by").map_err(db_error)?,
-        created_at: row.try_get("created_at").map_err(db_error)?,
-        last_seq: row.try_get("last_seq").map_err(db_error)?,
-    })
-}
-
-fn member_of(row: &SqliteRow) -> Result<Member, ChatRepoError> {
-    let role: String = row.try_get("role").map_err(db_error)?;
-    Ok(Member {
-        user_id: row.try_get("user_id").map_err(db_error)?,
-        role: role.parse()?,
-        joined_at: row.try_get("joined_at").map_err(db_error)?,
-        last_read_seq: row.try_get("last_read_seq").map_err(db_error)?,
-    })
-}
-
-fn message_of(row: &SqliteRow) -> Result<ChatMessage, ChatRepoError> {
-    Ok(ChatMessage {
-        room_id: row.try_get("room_id").map_err(db_error)?,
-        seq: row.try_get("seq").map_err(db_error)?,
-        sender: row.try_get("sender").map_err(db_error)?,
-        body: row.try_get("body").map_err(db_error)?,
-        client_msg_id: row.try_get("client_msg_id").map_err(db_error)?,
-        created_at: row.try_get("created_at").map_err(db_error)?,
-    })
 }
 
 async fn insert_room(

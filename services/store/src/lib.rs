@@ -6,6 +6,7 @@
 mod auction_repo;
 mod auth_repo;
 mod chat_repo;
+pub mod chat_rows;
 mod social_repo;
 
 use std::path::Path;
