@@ -451,31 +451,55 @@ impl AuctionRepository for PgAuctionRepository {
                 return Err(RepoError::Conflict(format!("auction {id} does not exist")));
             }
         }
-        for (id, step) in &batch.steps {
+        // Steps and results go in as arrays, one statement each: a round trip
+        // per row made the batch's cost grow with its size.
+        if !batch.steps.is_empty() {
+            let mut ids = Vec::with_capacity(batch.steps.len());
+            let (mut seqs, mut bidders, mut amounts) = (Vec::new(), Vec::new(), Vec::new());
+            let (mut proxies, mut ats) = (Vec::new(), Vec::new());
+            for (id, step) in &batch.steps {
+                ids.push(*id);
+                seqs.push(step.seq);
+                bidders.push(step.bidder);
+                amounts.push(step.amount);
+                proxies.push(step.proxy);
+                ats.push(step.at);
+            }
             sqlx::query(
                 "INSERT INTO auction_steps (auction_id, seq, bidder, amount, proxy, at)
-                 VALUES ($1, $2, $3, $4, $5, $6)",
+                 SELECT * FROM UNNEST($1::BIGINT[], $2::BIGINT[], $3::BIGINT[], $4::BIGINT[],
+                                      $5::BOOLEAN[], $6::BIGINT[])",
             )
-            .bind(id)
-            .bind(step.seq)
-            .bind(step.bidder)
-            .bind(step.amount)
-            .bind(step.proxy)
-            .bind(step.at)
+            .bind(&ids)
+            .bind(&seqs)
+            .bind(&bidders)
+            .bind(&amounts)
+            .bind(&proxies)
+            .bind(&ats)
             .execute(&mut *tx)
             .await
             .map_err(db_error)?;
         }
-        for stored in &batch.results {
+        if !batch.results.is_empty() {
+            let mut ids = Vec::with_capacity(batch.results.len());
+            let (mut users, mut requests, mut results) = (Vec::new(), Vec::new(), Vec::new());
+            for stored in &batch.results {
+                ids.push(stored.auction_id);
+                users.push(stored.user_id);
+                requests.push(stored.request_id.as_str());
+                results.push(to_json(&stored.result)?);
+            }
             sqlx::query(
                 "INSERT INTO auction_results (auction_id, user_id, request_id, result, created_at)
-                 VALUES ($1, $2, $3, $4::JSONB, $5)
+                 SELECT k.auction_id, k.user_id, k.request_id, k.result::JSONB, $5
+                 FROM UNNEST($1::BIGINT[], $2::BIGINT[], $3::TEXT[], $4::TEXT[])
+                      AS k(auction_id, user_id, request_id, result)
                  ON CONFLICT (auction_id, user_id, request_id) DO NOTHING",
             )
-            .bind(stored.auction_id)
-            .bind(stored.user_id)
-            .bind(&stored.request_id)
-            .bind(to_json(&stored.result)?)
+            .bind(&ids)
+            .bind(&users)
+            .bind(&requests)
+            .bind(&results)
             .bind(now)
             .execute(&mut *tx)
             .await

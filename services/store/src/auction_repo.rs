@@ -45,7 +45,7 @@ fn phase_name(phase: Phase) -> &'static str {
     }
 }
 
-fn to_json<T: serde::Serialize>(value: &T) -> Result<String, RepoError> {
+fn to_json<T: serde::Serialize + ?Sized>(value: &T) -> Result<String, RepoError> {
     serde_json::to_string(value).map_err(|e| RepoError::Corrupt(e.to_string()))
 }
 
@@ -220,72 +220,96 @@ impl AuctionRepository for SqliteAuctionRepository {
         auction: AuctionId,
         keys: &[(UserId, String)],
     ) -> Result<Vec<StoredResult>, RepoError> {
-        let mut found = Vec::new();
-        // Chunked so one statement never exceeds SQLite's bound-parameter limit.
-        for chunk in keys.chunks(200) {
-            let placeholders = vec!["(?, ?)"; chunk.len()].join(", ");
-            let sql = format!(
-                "SELECT user_id, request_id, result FROM auction_results
-                 WHERE auction_id = ? AND (user_id, request_id) IN (VALUES {placeholders})"
-            );
-            let mut query = sqlx::query(&sql).bind(auction);
-            for (user, request) in chunk {
-                query = query.bind(*user).bind(request);
-            }
-            for row in query
-                .fetch_all(&self.db.reader)
-                .await
-                .map_err(unavailable)?
-            {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        // One statement for the whole batch, the keys passed as one JSON array:
+        // a statement per key (or per chunk of placeholders) costs a round trip
+        // to sqlx's SQLite thread each, which dominated the bid path. CROSS JOIN
+        // keeps the key list as the outer loop, so every key is a primary-key
+        // lookup.
+        let keys_json = to_json(keys)?;
+        let rows = sqlx::query(
+            "SELECT r.user_id, r.request_id, r.result
+             FROM (SELECT DISTINCT value ->> 0 AS user_id, value ->> 1 AS request_id FROM json_each(?)) AS k
+             CROSS JOIN auction_results AS r
+             WHERE r.auction_id = ? AND r.user_id = k.user_id AND r.request_id = k.request_id",
+        )
+        .bind(keys_json)
+        .bind(auction)
+        .fetch_all(&self.db.reader)
+        .await
+        .map_err(unavailable)?;
+        rows.iter()
+            .map(|row| {
                 let result: String = row.try_get("result").map_err(unavailable)?;
                 let result: CommandResult =
                     serde_json::from_str(&result).map_err(|e| RepoError::Corrupt(e.to_string()))?;
-                found.push(StoredResult {
+                Ok(StoredResult {
                     auction_id: auction,
                     user_id: row.try_get("user_id").map_err(unavailable)?,
                     request_id: row.try_get("request_id").map_err(unavailable)?,
                     result,
-                });
-            }
-        }
-        Ok(found)
+                })
+            })
+            .collect()
     }
 
     async fn commit(&self, batch: &AuctionBatch) -> Result<(), RepoError> {
         let now = bowchat_model::now_millis();
+        // Rows go in as one JSON array per table (see find_results): a batch is
+        // a handful of statements whatever its size.
+        let states: Vec<(AuctionId, String, &str)> = batch
+            .states
+            .iter()
+            .map(|(id, state)| Ok((*id, to_json(state)?, phase_name(state.phase))))
+            .collect::<Result<_, RepoError>>()?;
+        let steps: Vec<(AuctionId, i64, UserId, i64, i64, Millis)> = batch
+            .steps
+            .iter()
+            .map(|(id, s)| (*id, s.seq, s.bidder, s.amount, s.proxy as i64, s.at))
+            .collect();
+        let results: Vec<(AuctionId, UserId, &str, &CommandResult)> = batch
+            .results
+            .iter()
+            .map(|r| (r.auction_id, r.user_id, r.request_id.as_str(), &r.result))
+            .collect();
+        let offsets: Vec<(&str, u32, u64)> = batch
+            .offsets
+            .iter()
+            .map(|o| (o.topic.as_str(), o.partition, o.next_offset))
+            .collect();
         let mut tx = self.db.writer.begin().await.map_err(unavailable)?;
-        for (id, state) in &batch.states {
-            sqlx::query("UPDATE auctions SET state = ?, phase = ?, updated_at = ? WHERE id = ?")
-                .bind(to_json(state)?)
-                .bind(phase_name(state.phase))
-                .bind(now)
-                .bind(id)
-                .execute(&mut *tx)
-                .await
-                .map_err(unavailable)?;
+        if !states.is_empty() {
+            sqlx::query(
+                "UPDATE auctions SET state = s.value ->> 1, phase = s.value ->> 2, updated_at = ?
+                 FROM json_each(?) AS s WHERE auctions.id = s.value ->> 0",
+            )
+            .bind(now)
+            .bind(to_json(&states)?)
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
         }
-        for (id, step) in &batch.steps {
-            sqlx::query("INSERT INTO auction_steps (auction_id, seq, bidder, amount, proxy, at) VALUES (?, ?, ?, ?, ?, ?)")
-                .bind(id)
-                .bind(step.seq)
-                .bind(step.bidder)
-                .bind(step.amount)
-                .bind(step.proxy as i64)
-                .bind(step.at)
-                .execute(&mut *tx)
-                .await
-                .map_err(unavailable)?;
+        if !steps.is_empty() {
+            sqlx::query(
+                "INSERT INTO auction_steps (auction_id, seq, bidder, amount, proxy, at)
+                 SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5
+                 FROM json_each(?)",
+            )
+            .bind(to_json(&steps)?)
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
         }
-        for stored in &batch.results {
+        if !results.is_empty() {
+            // `->` keeps the result as JSON text, so it reads back like any other.
             sqlx::query(
                 "INSERT OR IGNORE INTO auction_results (auction_id, user_id, request_id, result, created_at)
-                 VALUES (?, ?, ?, ?, ?)",
+                 SELECT value ->> 0, value ->> 1, value ->> 2, value -> 3, ? FROM json_each(?)",
             )
-            .bind(stored.auction_id)
-            .bind(stored.user_id)
-            .bind(&stored.request_id)
-            .bind(to_json(&stored.result)?)
             .bind(now)
+            .bind(to_json(&results)?)
             .execute(&mut *tx)
             .await
             .map_err(unavailable)?;
@@ -298,14 +322,13 @@ impl AuctionRepository for SqliteAuctionRepository {
                 .await
                 .map_err(unavailable)?;
         }
-        for offset in &batch.offsets {
+        if !offsets.is_empty() {
             sqlx::query(
-                "INSERT INTO bus_offsets (consumer_group, topic, partition, next_offset) VALUES ('auction-role', ?, ?, ?)
+                "INSERT INTO bus_offsets (consumer_group, topic, partition, next_offset)
+                 SELECT 'auction-role', value ->> 0, value ->> 1, value ->> 2 FROM json_each(?) WHERE true
                  ON CONFLICT (consumer_group, topic, partition) DO UPDATE SET next_offset = excluded.next_offset",
             )
-            .bind(&offset.topic)
-            .bind(offset.partition as i64)
-            .bind(offset.next_offset as i64)
+            .bind(to_json(&offsets)?)
             .execute(&mut *tx)
             .await
             .map_err(unavailable)?;
