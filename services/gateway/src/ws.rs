@@ -13,6 +13,7 @@ use axum::extract::{ConnectInfo, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bowchat_auth::AccessClaims;
+use futures::SinkExt;
 use serde::Deserialize;
 use tokio::sync::mpsc;
 
@@ -22,6 +23,9 @@ use crate::limits::ConnectionPermit;
 use crate::metrics::metrics;
 use crate::ws_session::Session;
 use crate::{ApiError, AppState, Params};
+
+/// Most queued frames written together before one flush.
+const MAX_FRAMES_PER_WRITE: usize = 64;
 
 #[derive(Deserialize)]
 pub struct WsQuery {
@@ -138,14 +142,18 @@ async fn run(
                     let _ = socket.send(Message::Close(Some(CloseFrame { code: 1013, reason: "too slow".into() }))).await;
                     break;
                 };
-                let mut failed = false;
-                for text in session.deliver(out).await {
-                    if socket.send(Message::Text(text.into())).await.is_err() {
-                        failed = true;
-                        break;
+                let mut texts = session.deliver(out).await;
+                // Frames queued meanwhile (a burst of updates or chat) leave in
+                // the same write: one flush, one syscall.
+                while texts.len() < MAX_FRAMES_PER_WRITE {
+                    match rx.try_recv() {
+                        Ok(more) => texts.extend(session.deliver(more).await),
+                        Err(_) => break,
                     }
                 }
-                if failed { break; }
+                if write_all(&mut socket, texts).await.is_err() {
+                    break;
+                }
             }
             _ = ticker.tick() => {
                 if session.expired_beyond_grace() {
@@ -163,6 +171,13 @@ async fn run(
         }
     }
     session.close();
+}
+
+async fn write_all(socket: &mut WebSocket, texts: Vec<String>) -> Result<(), axum::Error> {
+    for text in texts {
+        socket.feed(Message::Text(text.into())).await?;
+    }
+    socket.flush().await
 }
 
 async fn send(socket: &mut WebSocket, frame: &ServerFrame) -> Result<(), axum::Error> {
