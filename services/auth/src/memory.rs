@@ -97,6 +97,19 @@ impl AuthRepository for InMemoryAuthRepository {
         Ok(())
     }
 
+    async fn first_signing_key(
+        &self,
+        key: &SigningKey,
+        _now: Millis,
+    ) -> Result<SigningKey, AuthRepoError> {
+        let mut state = self.lock()?;
+        if let Some(existing) = state.keys.last() {
+            return Ok(existing.clone());
+        }
+        state.keys.push(key.clone());
+        Ok(key.clone())
+    }
+
     async fn insert_refresh(&self, record: &RefreshRecord) -> Result<(), AuthRepoError> {
         let mut state = self.lock()?;
         if state.refresh.contains_key(&record.token_hash) {

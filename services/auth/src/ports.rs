@@ -61,6 +61,14 @@ pub trait AuthRepository: Send + Sync + 'static {
     /// The newest stored signing key, if any.
     async fn signing_key(&self) -> Result<Option<SigningKey>, AuthRepoError>;
     async fn store_signing_key(&self, key: &SigningKey, now: Millis) -> Result<(), AuthRepoError>;
+    /// Stores `key` only if no signing key is stored yet, atomically, and
+    /// returns the key in force: of processes starting together on a fresh
+    /// database the first one's key wins and every process uses it.
+    async fn first_signing_key(
+        &self,
+        key: &SigningKey,
+        now: Millis,
+    ) -> Result<SigningKey, AuthRepoError>;
 
     async fn insert_refresh(&self, record: &RefreshRecord) -> Result<(), AuthRepoError>;
     async fn refresh(&self, token_hash: &str) -> Result<Option<RefreshRecord>, AuthRepoError>;

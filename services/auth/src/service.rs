@@ -85,9 +85,11 @@ impl AuthService {
         let key = match repo.signing_key().await? {
             Some(key) => key,
             None => {
-                let key = SigningKey::generate();
-                repo.store_signing_key(&key, now_millis()).await?;
-                tracing::info!(kid = %key.kid, "created a new access-token signing key");
+                let candidate = SigningKey::generate();
+                let key = repo.first_signing_key(&candidate, now_millis()).await?;
+                if key.kid == candidate.kid {
+                    tracing::info!(kid = %key.kid, "created a new access-token signing key");
+                }
                 key
             }
         };

@@ -1,6 +1,8 @@
-//! The adapters behind the ports, chosen by `store.kind` and `bus.kind`:
-//! SQLite and the in-process bus (embedded mode) or PostgreSQL and Kafka
-//! (cluster mode). Roles and the gateway only ever see the ports.
+//! The adapters behind the ports, chosen by `store.kind`, `bus.kind`,
+//! `chat_history.kind` and `ephemeral.kind`: SQLite and the in-process bus
+//! (embedded mode) or PostgreSQL and Kafka (cluster mode), optionally with
+//! chat history in MongoDB and refresh tokens in Redis. Roles and the
+//! gateway only ever see the ports.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -14,7 +16,9 @@ use bowchat_bus::{topics, Bus, BusError, Consumer, InProcessBus, Record};
 use bowchat_chat::ports::ChatRepository;
 use bowchat_gateway::Readiness;
 use bowchat_kafka::{KafkaBus, KafkaConfig, KafkaConsumer, OffsetReset, StoredOffsets};
+use bowchat_mongo::{MongoChatHistory, SplitChatRepository};
 use bowchat_postgres::{PgAuctionRepository, PgStore};
+use bowchat_redis::{ConnectionManager, RedisConfig, RedisRefreshStore};
 use bowchat_social::ports::SocialRepository;
 use bowchat_store::{
     Db, SqliteAuctionRepository, SqliteAuthRepository, SqliteChatRepository, SqliteOptions,
@@ -22,18 +26,36 @@ use bowchat_store::{
 };
 use tracing::{info, warn};
 
-use crate::config::{BusKind, Config, StoreKind};
+use crate::config::{BusKind, ChatHistoryKind, Config, EphemeralKind, StoreKind};
 
-/// The open database, whichever kind.
+/// The main database, whichever kind.
 #[derive(Clone)]
-pub enum Store {
+pub enum Database {
     Sqlite(Db),
     Postgres(PgStore),
 }
 
+/// The Redis connection of `ephemeral.kind = "redis"`.
+#[derive(Clone)]
+pub struct RedisHandle {
+    pub conn: ConnectionManager,
+    pub config: RedisConfig,
+    /// How long refresh records outlive their expiry.
+    pub refresh_grace: Duration,
+}
+
+/// Every open store of this process: the main database, and MongoDB and
+/// Redis when configured.
+#[derive(Clone)]
+pub struct Store {
+    pub db: Database,
+    history: Option<MongoChatHistory>,
+    pub redis: Option<RedisHandle>,
+}
+
 impl Store {
     pub async fn open(config: &Config) -> anyhow::Result<Store> {
-        match config.store.kind {
+        let db = match config.store.kind {
             StoreKind::Sqlite => {
                 let path = config.database_path();
                 let options = SqliteOptions {
@@ -45,24 +67,55 @@ impl Store {
                     .await
                     .with_context(|| format!("opening {}", path.display()))?;
                 info!(path = %path.display(), "database open");
-                Ok(Store::Sqlite(db))
+                Database::Sqlite(db)
             }
             StoreKind::Postgres => {
                 let store = PgStore::connect(&config.store.postgres)
                     .await
                     .context("opening the PostgreSQL store (store.postgres)")?;
                 info!("PostgreSQL store open");
-                Ok(Store::Postgres(store))
+                Database::Postgres(store)
             }
-        }
+        };
+        let history = match config.chat_history.kind {
+            ChatHistoryKind::Store => None,
+            ChatHistoryKind::Mongodb => {
+                let history = MongoChatHistory::connect(&config.chat_history.mongodb)
+                    .await
+                    .context("opening the MongoDB chat history (chat_history.mongodb)")?;
+                info!(
+                    database = %config.chat_history.mongodb.database,
+                    "MongoDB chat history open"
+                );
+                Some(history)
+            }
+        };
+        let redis = match config.ephemeral.kind {
+            EphemeralKind::Local => None,
+            EphemeralKind::Redis => {
+                let conn = bowchat_redis::connect(&config.ephemeral.redis)
+                    .await
+                    .context("connecting to Redis (ephemeral.redis)")?;
+                if !bowchat_redis::ping(&conn).await {
+                    anyhow::bail!("Redis (ephemeral.redis) does not answer PING");
+                }
+                info!(prefix = %config.ephemeral.redis.key_prefix, "Redis connected");
+                Some(RedisHandle {
+                    conn,
+                    config: config.ephemeral.redis.clone(),
+                    refresh_grace: Duration::from_secs(config.ephemeral.refresh_grace_secs),
+                })
+            }
+        };
+        Ok(Store { db, history, redis })
     }
 
     /// The auction repository of one consumer of `group`. On PostgreSQL each
     /// consumer needs its own (it remembers the partition epochs it claimed).
     pub fn auctions(&self, group: &str) -> Arc<dyn AuctionRepository> {
-        match self {
-            Store::Sqlite(db) => Arc::new(SqliteAuctionRepository::new(db.clone())),
-            Store::Postgres(pg) => Arc::new(pg.auctions(group)),
+        match &self.db {
+            Database::Sqlite(db) => Arc::new(SqliteAuctionRepository::new(db.clone())),
+            Database::Postgres(pg) => Arc::new(pg.auctions(group)),
         }
     }
 
@@ -72,55 +125,97 @@ impl Store {
         &self,
         group: &str,
     ) -> Option<(Arc<dyn AuctionRepository>, Arc<dyn StoredOffsets>)> {
-        match self {
-            Store::Sqlite(_) => None,
-            Store::Postgres(pg) => {
+        match &self.db {
+            Database::Sqlite(_) => None,
+            Database::Postgres(pg) => {
                 let repo = pg.auctions(group);
                 Some((Arc::new(repo.clone()), Arc::new(ClaimOnAssign(repo))))
             }
         }
     }
 
-    /// Chat rooms and history. On PostgreSQL for now; chat history on MongoDB
-    /// plugs in here (a `ChatRepository` adapter) without touching the roles.
+    /// Chat rooms and history: all in the main database, or message bodies
+    /// in MongoDB with rooms, members and each room's last seq in the main
+    /// database (whose `last_seq` is the commit point, see `bowchat_mongo`).
     pub fn chat(&self) -> Arc<dyn ChatRepository> {
-        match self {
-            Store::Sqlite(db) => Arc::new(SqliteChatRepository::new(db.clone())),
-            Store::Postgres(pg) => Arc::new(pg.chat()),
+        match (&self.db, &self.history) {
+            (Database::Sqlite(db), None) => Arc::new(SqliteChatRepository::new(db.clone())),
+            (Database::Postgres(pg), None) => Arc::new(pg.chat()),
+            (Database::Sqlite(db), Some(history)) => Arc::new(SplitChatRepository::new(
+                SqliteChatRepository::new(db.clone()),
+                history.clone(),
+            )),
+            (Database::Postgres(pg), Some(history)) => {
+                Arc::new(SplitChatRepository::new(pg.chat(), history.clone()))
+            }
         }
     }
 
-    /// Users, credentials and refresh tokens. Refresh-token families on Redis
-    /// would plug in here.
+    /// Users and signing keys in the main database; refresh-token records
+    /// and families there too, or in Redis.
     pub fn auth(&self) -> Arc<dyn AuthRepository> {
-        match self {
-            Store::Sqlite(db) => Arc::new(SqliteAuthRepository::new(db.clone())),
-            Store::Postgres(pg) => Arc::new(pg.auth()),
+        match (&self.db, &self.redis) {
+            (Database::Sqlite(db), None) => Arc::new(SqliteAuthRepository::new(db.clone())),
+            (Database::Postgres(pg), None) => Arc::new(pg.auth()),
+            (Database::Sqlite(db), Some(r)) => Arc::new(RedisRefreshStore::new(
+                SqliteAuthRepository::new(db.clone()),
+                r.conn.clone(),
+                &r.config.key_prefix,
+                r.refresh_grace,
+            )),
+            (Database::Postgres(pg), Some(r)) => Arc::new(RedisRefreshStore::new(
+                pg.auth(),
+                r.conn.clone(),
+                &r.config.key_prefix,
+                r.refresh_grace,
+            )),
         }
     }
 
     pub fn social(&self) -> Arc<dyn SocialRepository> {
-        match self {
-            Store::Sqlite(db) => Arc::new(SqliteSocialRepository::new(db.clone())),
-            Store::Postgres(pg) => Arc::new(pg.social()),
+        match &self.db {
+            Database::Sqlite(db) => Arc::new(SqliteSocialRepository::new(db.clone())),
+            Database::Postgres(pg) => Arc::new(pg.social()),
         }
     }
 
     pub async fn close(&self) {
-        match self {
-            Store::Sqlite(db) => db.close().await,
-            Store::Postgres(pg) => pg.close().await,
+        match &self.db {
+            Database::Sqlite(db) => db.close().await,
+            Database::Postgres(pg) => pg.close().await,
         }
     }
 }
 
+/// Ready when every store in use answers: the main database, and MongoDB
+/// and Redis when configured (checked concurrently, so a slow one costs
+/// one timeout, not the sum).
 #[async_trait]
 impl Readiness for Store {
     async fn ready(&self) -> bool {
-        match self {
-            Store::Sqlite(db) => db.ping().await,
-            Store::Postgres(pg) => pg.ping().await,
+        let db = async {
+            match &self.db {
+                Database::Sqlite(db) => db.ping().await,
+                Database::Postgres(pg) => pg.ping().await,
+            }
+        };
+        let history = async {
+            match &self.history {
+                Some(history) => history.ping().await,
+                None => true,
+            }
+        };
+        let redis = async {
+            match &self.redis {
+                Some(r) => bowchat_redis::ping(&r.conn).await,
+                None => true,
+            }
+        };
+        let (db, history, redis) = tokio::join!(db, history, redis);
+        if !(history && redis) {
+            warn!(history, redis, "a document store is not answering");
         }
+        db && history && redis
     }
 }
 

@@ -26,6 +26,8 @@ pub struct Config {
     pub chat: RoleConfig,
     pub bus: BusConfig,
     pub store: StoreConfig,
+    pub chat_history: ChatHistoryConfig,
+    pub ephemeral: EphemeralConfig,
     pub sqlite: SqliteConfig,
 }
 
@@ -42,6 +44,8 @@ impl Default for Config {
             chat: RoleConfig::default(),
             bus: BusConfig::default(),
             store: StoreConfig::default(),
+            chat_history: ChatHistoryConfig::default(),
+            ephemeral: EphemeralConfig::default(),
             sqlite: SqliteConfig::default(),
         }
     }
@@ -185,6 +189,72 @@ impl Default for StoreConfig {
     }
 }
 
+/// Where chat message bodies live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ChatHistoryKind {
+    /// In the store (`store.kind`) with rooms and members.
+    Store,
+    /// In MongoDB (`chat_history.mongodb`); rooms, members, read markers and
+    /// each room's last sequence stay in the store.
+    Mongodb,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ChatHistoryConfig {
+    /// `store` (default) or `mongodb`.
+    pub kind: ChatHistoryKind,
+    /// Connection settings used when `kind = "mongodb"`.
+    pub mongodb: bowchat_mongo::MongoConfig,
+}
+
+impl Default for ChatHistoryConfig {
+    fn default() -> Self {
+        Self {
+            kind: ChatHistoryKind::Store,
+            mongodb: bowchat_mongo::MongoConfig::default(),
+        }
+    }
+}
+
+/// Where state lives whose loss costs a re-login or a presence hint, never
+/// business data: refresh tokens, per-user rate limits, presence, typing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EphemeralKind {
+    /// Refresh tokens in the store; rate limits, presence and typing per process.
+    Local,
+    /// All of it in Redis (`ephemeral.redis`), shared by every gateway.
+    Redis,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EphemeralConfig {
+    /// `local` (default) or `redis`.
+    pub kind: EphemeralKind,
+    /// Connection settings used when `kind = "redis"`.
+    pub redis: bowchat_redis::RedisConfig,
+    /// A gateway that stops heartbeating for this long loses its users'
+    /// presence (Redis only; it heartbeats every third of it).
+    pub presence_ttl_ms: u64,
+    /// How long a refresh record outlives its expiry in Redis, so a token
+    /// used right at its end is reported expired rather than unknown.
+    pub refresh_grace_secs: u64,
+}
+
+impl Default for EphemeralConfig {
+    fn default() -> Self {
+        Self {
+            kind: EphemeralKind::Local,
+            redis: bowchat_redis::RedisConfig::default(),
+            presence_ttl_ms: 15_000,
+            refresh_grace_secs: 60,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SqliteConfig {
@@ -222,14 +292,38 @@ impl Config {
                 return Err("store.postgres.max_connections must be at least 1".into());
             }
         }
+        if self.chat_history.kind == ChatHistoryKind::Mongodb {
+            let url = &self.chat_history.mongodb.url;
+            if !(url.starts_with("mongodb://") || url.starts_with("mongodb+srv://")) {
+                return Err(format!(
+                    "chat_history.mongodb.url must start with mongodb:// (got {url:?})"
+                ));
+            }
+            if self.chat_history.mongodb.database.is_empty() {
+                return Err("chat_history.mongodb.database must not be empty".into());
+            }
+        }
+        if self.ephemeral.kind == EphemeralKind::Redis {
+            let url = &self.ephemeral.redis.url;
+            if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+                return Err(format!(
+                    "ephemeral.redis.url must start with redis:// (got {url:?})"
+                ));
+            }
+            if self.ephemeral.presence_ttl_ms < 1_000 {
+                return Err("ephemeral.presence_ttl_ms must be at least 1000".into());
+            }
+        }
         Ok(())
     }
 
-    /// A copy safe to print: provider client secrets and the database
-    /// password are masked.
+    /// A copy safe to print: provider client secrets and the passwords in
+    /// the PostgreSQL, MongoDB and Redis URLs are masked.
     pub fn redacted(&self) -> Config {
         let mut config = self.clone();
         config.store.postgres.url = redact_url_password(&config.store.postgres.url);
+        config.chat_history.mongodb.url = redact_url_password(&config.chat_history.mongodb.url);
+        config.ephemeral.redis.url = redact_url_password(&config.ephemeral.redis.url);
         for provider in config.auth.social.providers.values_mut() {
             if !provider.client_secret.is_empty() {
                 provider.client_secret = "<redacted>".into();
@@ -315,6 +409,52 @@ mod tests {
         let config = Config::default();
         assert_eq!(config.store.kind, StoreKind::Sqlite);
         assert_eq!(config.bus.kind, BusKind::InProcess);
+        assert_eq!(config.chat_history.kind, ChatHistoryKind::Store);
+        assert_eq!(config.ephemeral.kind, EphemeralKind::Local);
+    }
+
+    #[test]
+    fn document_stores_parse_validate_and_redact() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bowchat.toml");
+        std::fs::write(
+            &path,
+            "[chat_history]\nkind = \"mongodb\"\n[chat_history.mongodb]\n\
+             url = \"mongodb://u:pw@127.0.0.1:1/\"\ndatabase = \"chat\"\n\
+             [ephemeral]\nkind = \"redis\"\npresence_ttl_ms = 3000\n\
+             [ephemeral.redis]\nurl = \"redis://:pw@127.0.0.1:2/\"\nkey_prefix = \"x:\"\n",
+        )
+        .unwrap();
+        let config = Config::load(Some(&path)).unwrap();
+        assert_eq!(config.chat_history.kind, ChatHistoryKind::Mongodb);
+        assert_eq!(config.chat_history.mongodb.database, "chat");
+        assert_eq!(config.ephemeral.kind, EphemeralKind::Redis);
+        assert_eq!(config.ephemeral.redis.key_prefix, "x:");
+        assert_eq!(config.ephemeral.presence_ttl_ms, 3000);
+        assert_eq!(config.validate(), Ok(()));
+        let redacted = config.redacted();
+        assert_eq!(
+            redacted.chat_history.mongodb.url,
+            "mongodb://u:<redacted>@127.0.0.1:1/"
+        );
+        assert_eq!(
+            redacted.ephemeral.redis.url,
+            "redis://:<redacted>@127.0.0.1:2/"
+        );
+        std::fs::write(&path, "[ephemeral]\nkind = \"memcached\"\n").unwrap();
+        assert!(Config::load(Some(&path)).is_err());
+        std::fs::write(&path, "[chat_history.mongodb]\nhost = \"x\"\n").unwrap();
+        assert!(
+            Config::load(Some(&path)).is_err(),
+            "unknown keys are errors"
+        );
+        std::fs::write(
+            &path,
+            "[chat_history]\nkind = \"mongodb\"\n[chat_history.mongodb]\nurl = \"http://x\"\n",
+        )
+        .unwrap();
+        let config = Config::load(Some(&path)).unwrap();
+        assert!(config.validate().unwrap_err().contains("mongodb://"));
     }
 
     #[test]

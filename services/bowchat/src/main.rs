@@ -7,6 +7,7 @@ mod config;
 mod demo;
 mod lag;
 mod metrics;
+mod redis_state;
 mod serve;
 
 use std::path::PathBuf;

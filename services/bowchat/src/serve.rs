@@ -13,7 +13,7 @@ use bowchat_gateway::GatewayDeps;
 use bowchat_social::SocialLogin;
 use tracing::{error, info, warn};
 
-use crate::adapters::{Buses, Store};
+use crate::adapters::{Buses, Database, Store};
 use crate::config::{Config, LogConfig, StoreKind};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -58,7 +58,7 @@ pub async fn serve(config: Config, roles: Vec<Role>, demo: bool) -> anyhow::Resu
     let concurrency = config.bus.kafka.consumer_concurrency;
     // Embedded mode's scrape-time gauges (in-process bus lag, SQLite pools);
     // on Kafka the lag gauge comes from the broker (crate::lag).
-    if let (Some(in_process), Store::Sqlite(db)) = (buses.in_process.clone(), &store) {
+    if let (Some(in_process), Database::Sqlite(db)) = (buses.in_process.clone(), &store.db) {
         prometheus::default_registry()
             .register(Box::new(crate::metrics::RuntimeCollector::new(
                 in_process,
@@ -182,6 +182,26 @@ pub async fn serve(config: Config, roles: Vec<Role>, demo: bool) -> anyhow::Resu
         )
         .context("configuring social login")?,
     );
+    // With Redis, presence, the rate limit and room signals are shared by
+    // every gateway; otherwise the gateway keeps them in this process.
+    let redis_gateway = match &store.redis {
+        Some(redis) => Some(
+            crate::redis_state::RedisGateway::start(
+                redis,
+                &node_id,
+                std::time::Duration::from_millis(config.ephemeral.presence_ttl_ms),
+                config.gateway.user_rate_per_sec,
+                config.gateway.user_rate_burst,
+            )
+            .await
+            .context("starting presence in Redis")?,
+        ),
+        None => None,
+    };
+    let ephemeral = redis_gateway
+        .as_ref()
+        .map(|r| r.ephemeral.clone())
+        .unwrap_or_default();
     let app = bowchat_gateway::start(GatewayDeps {
         config: config.gateway.clone(),
         gateway_id: node_id.clone(),
@@ -191,6 +211,7 @@ pub async fn serve(config: Config, roles: Vec<Role>, demo: bool) -> anyhow::Resu
         chat,
         bus: buses.gateway.clone(),
         readiness: Arc::new(store.clone()),
+        ephemeral,
     })
     .await?;
     info!(addr = %addr, node = %node_id, "listening");
@@ -213,6 +234,9 @@ pub async fn serve(config: Config, roles: Vec<Role>, demo: bool) -> anyhow::Resu
         _ = grace => warn!("connections still open after the grace period; closing them"),
     }
     info!("shutting down");
+    if let Some(redis_gateway) = &redis_gateway {
+        redis_gateway.shutdown().await;
+    }
     if let Some(kafka) = &buses.kafka {
         if let Err(e) = kafka.flush(std::time::Duration::from_secs(5)) {
             warn!(error = %e, "unacknowledged records at shutdown");

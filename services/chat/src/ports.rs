@@ -224,6 +224,18 @@ pub trait ChatRepository: Send + Sync + 'static {
     /// (a `Conflict` when a room's messages do not continue its stored sequence),
     /// joins, then read markers. Nothing is stored when it fails.
     async fn commit(&self, batch: &ChatBatch) -> Result<(), ChatRepoError>;
+
+    /// Like [`commit`](Self::commit), but the batch's messages only advance
+    /// each room's `last_seq` (with the same compare-and-set); the messages
+    /// themselves are not stored, because their bodies live in another store
+    /// (`bowchat_mongo::SplitChatRepository` keeps them in MongoDB). Stores
+    /// that cannot serve as such an inner store refuse.
+    async fn commit_sequences(&self, batch: &ChatBatch) -> Result<(), ChatRepoError> {
+        let _ = batch;
+        Err(ChatRepoError::Conflict(
+            "this store keeps message bodies itself".into(),
+        ))
+    }
 }
 
 /// `"<min>:<max>"`: the key that makes a pair's direct room unique.

@@ -103,7 +103,7 @@ impl Hub {
 
     /// Forgets a socket and its subscriptions. The socket task calls this exactly
     /// once, also after `send` dropped a slow client, and names what it watched so
-    /// no registry is scanned whole.
+    /// no registry is scanned whole. Presence is the session's business.
     pub fn unregister(&self, conn: u64, user: UserId, auctions: &[AuctionId], rooms: &[RoomId]) {
         self.conns.write().remove(&conn);
         metrics().ws_connections.dec();
@@ -120,14 +120,7 @@ impl Hub {
             self.unwatch_auction(*auction, conn);
         }
         for room in rooms {
-            if let Some((user, true)) = self.unwatch_room(*room, conn) {
-                let presence = ServerFrame::Presence {
-                    room_id: *room,
-                    user_id: user,
-                    online: false,
-                };
-                self.to_room(*room, None, &presence);
-            }
+            self.unwatch_room(*room, conn);
         }
     }
 
@@ -167,29 +160,29 @@ impl Hub {
         }
     }
 
-    /// Adds a room watcher; true when the user was not online in the room before.
-    pub fn watch_room(&self, room: RoomId, conn: u64, user: UserId) -> bool {
-        let mut rooms = self.room_watchers.write();
-        let watchers = rooms.entry(room).or_default();
-        let first = !watchers.values().any(|u| *u == user);
-        watchers.insert(conn, user);
-        first
+    /// Adds a room watcher.
+    pub fn watch_room(&self, room: RoomId, conn: u64, user: UserId) {
+        self.room_watchers
+            .write()
+            .entry(room)
+            .or_default()
+            .insert(conn, user);
     }
 
-    /// Removes a room watcher; true when the user is now offline in the room.
-    pub fn unwatch_room(&self, room: RoomId, conn: u64) -> Option<(UserId, bool)> {
+    /// Removes a room watcher; the user it watched for, if it did.
+    pub fn unwatch_room(&self, room: RoomId, conn: u64) -> Option<UserId> {
         let mut rooms = self.room_watchers.write();
         let watchers = rooms.get_mut(&room)?;
         let user = watchers.remove(&conn)?;
-        let offline = !watchers.values().any(|u| *u == user);
         if watchers.is_empty() {
             rooms.remove(&room);
         }
-        Some((user, offline))
+        Some(user)
     }
 
-    /// Stops delivering a room to every socket of `user` (after they left it).
-    pub fn evict_from_room(&self, room: RoomId, user: UserId) {
+    /// Stops delivering a room to every socket of `user` (after they left
+    /// it); returns how many sockets stopped (each leaves the room's presence).
+    pub fn evict_from_room(&self, room: RoomId, user: UserId) -> usize {
         let conns: Vec<u64> = self
             .room_watchers
             .read()
@@ -201,23 +194,10 @@ impl Hub {
                     .collect()
             })
             .unwrap_or_default();
-        let mut offline = false;
-        for conn in conns {
-            offline |= self
-                .unwatch_room(room, conn)
-                .is_some_and(|(_, now_offline)| now_offline);
-        }
-        if offline {
-            self.to_room(
-                room,
-                None,
-                &ServerFrame::Presence {
-                    room_id: room,
-                    user_id: user,
-                    online: false,
-                },
-            );
-        }
+        conns
+            .into_iter()
+            .filter(|conn| self.unwatch_room(room, *conn).is_some())
+            .count()
     }
 
     /// Whether `conn` currently receives `room` (false after its user was removed).
@@ -226,18 +206,6 @@ impl Hub {
             .read()
             .get(&room)
             .is_some_and(|w| w.contains_key(&conn))
-    }
-
-    pub fn online_in_room(&self, room: RoomId) -> Vec<UserId> {
-        let mut users: Vec<UserId> = self
-            .room_watchers
-            .read()
-            .get(&room)
-            .map(|w| w.values().copied().collect())
-            .unwrap_or_default();
-        users.sort_unstable();
-        users.dedup();
-        users
     }
 
     /// Sends `f` to every watcher of `room` except `except`.

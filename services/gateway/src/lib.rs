@@ -5,6 +5,7 @@
 //! (lists, history) go to storage directly.
 
 mod config;
+mod ephemeral;
 mod frames;
 mod hub;
 mod limits;
@@ -33,13 +34,18 @@ use bowchat_auction::ports::AuctionRepository;
 use bowchat_auth::{AccessClaims, AuthService};
 use bowchat_bus::{topics, Bus, BusError};
 use bowchat_chat::ports::ChatRepository;
-use bowchat_model::UserId;
+use bowchat_model::{RoomId, UserId};
 use bowchat_social::SocialLogin;
 use serde_json::json;
 
 pub use config::GatewayConfig;
+pub use ephemeral::{
+    Ephemeral, EphemeralError, PresenceDirectory, RoomSignal, SignalBus, SignalKind, UserRateLimit,
+};
 pub use problem::ApiError;
 
+use ephemeral::{LocalPresence, NoSignals};
+use frames::ServerFrame;
 use hub::Hub;
 use limits::{ConnectionLimiter, RateLimiter};
 
@@ -59,6 +65,9 @@ pub struct GatewayDeps {
     pub chat: Arc<dyn ChatRepository>,
     pub bus: Arc<dyn Bus>,
     pub readiness: Arc<dyn Readiness>,
+    /// Presence, rate limit and room signals shared with other gateways;
+    /// the default keeps them in this process.
+    pub ephemeral: Ephemeral,
 }
 
 pub(crate) struct Shared {
@@ -69,12 +78,95 @@ pub(crate) struct Shared {
     pub chat: Arc<dyn ChatRepository>,
     pub bus: Arc<dyn Bus>,
     pub hub: Arc<Hub>,
-    pub rate: RateLimiter,
+    pub rate: Arc<dyn UserRateLimit>,
+    pub presence: Arc<dyn PresenceDirectory>,
+    pub signals: Arc<dyn SignalBus>,
     pub connections: ConnectionLimiter,
     pub readiness: Arc<dyn Readiness>,
 }
 
+/// Why a command was refused before it reached the bus.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RateRefusal {
+    /// The user is over the limit.
+    Limited,
+    /// The shared limiter did not answer: refused, so an outage of the
+    /// limiter never lifts the limit (fail closed).
+    Unavailable,
+}
+
+impl RateRefusal {
+    pub fn code(self) -> &'static str {
+        match self {
+            RateRefusal::Limited => "RATE_LIMITED",
+            RateRefusal::Unavailable => "UNAVAILABLE",
+        }
+    }
+
+    pub fn message(self) -> &'static str {
+        match self {
+            RateRefusal::Limited => "too many commands, slow down",
+            RateRefusal::Unavailable => "cannot check the rate limit right now, retry",
+        }
+    }
+}
+
+impl From<RateRefusal> for ApiError {
+    fn from(refusal: RateRefusal) -> ApiError {
+        match refusal {
+            RateRefusal::Limited => ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "RATE_LIMITED",
+                "too many requests, slow down",
+            ),
+            RateRefusal::Unavailable => ApiError::unavailable(refusal.message()),
+        }
+    }
+}
+
 impl Shared {
+    /// Takes one token of `user`'s command rate.
+    pub async fn take_rate(&self, user: UserId) -> Result<(), RateRefusal> {
+        match self.rate.allow(user).await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(RateRefusal::Limited),
+            Err(e) => {
+                tracing::warn!(error = %e, "rate limiter unavailable; command refused");
+                Err(RateRefusal::Unavailable)
+            }
+        }
+    }
+
+    /// Delivers a room signal to this gateway's watchers of the room (except
+    /// `except`) and hands it to the other gateways.
+    pub async fn signal(&self, room: RoomId, user: UserId, kind: SignalKind, except: Option<u64>) {
+        self.hub
+            .to_room(room, except, &signal_frame(room, user, kind));
+        let signal = RoomSignal {
+            gateway: self.hub.gateway_id.clone(),
+            room_id: room,
+            user_id: user,
+            kind,
+        };
+        let payload = match serde_json::to_vec(&signal) {
+            Ok(payload) => payload,
+            Err(_) => return,
+        };
+        if let Err(e) = self.signals.publish(payload).await {
+            tracing::warn!(error = %e, room, "room signal not sent to other gateways");
+        }
+    }
+
+    /// One connection of `user` stopped watching `room` (it had entered the
+    /// presence directory): announces the user offline if that was the last.
+    pub async fn leave_room(&self, room: RoomId, user: UserId) {
+        match self.presence.leave(room, user).await {
+            Ok(true) => self.signal(room, user, SignalKind::Offline, None).await,
+            Ok(false) => {}
+            Err(e) => tracing::warn!(error = %e, room, user, "presence leave failed"),
+        }
+    }
+
     /// Puts a command for the auction role on `auction-bid`, keyed by auction.
     pub async fn send_auction(
         &self,
@@ -116,6 +208,33 @@ impl std::ops::Deref for AppState {
     }
 }
 
+fn signal_frame(room_id: RoomId, user_id: UserId, kind: SignalKind) -> ServerFrame {
+    match kind {
+        SignalKind::Typing => ServerFrame::Typing { room_id, user_id },
+        SignalKind::Online | SignalKind::Offline => ServerFrame::Presence {
+            room_id,
+            user_id,
+            online: kind == SignalKind::Online,
+        },
+    }
+}
+
+/// Delivers the room signals of other gateways to this gateway's sockets.
+async fn run_signals(hub: Arc<Hub>, mut signals: tokio::sync::mpsc::Receiver<Vec<u8>>) {
+    while let Some(payload) = signals.recv().await {
+        match serde_json::from_slice::<RoomSignal>(&payload) {
+            // Our own signals were delivered locally when they were sent.
+            Ok(signal) if signal.gateway == hub.gateway_id => {}
+            Ok(signal) => hub.to_room(
+                signal.room_id,
+                None,
+                &signal_frame(signal.room_id, signal.user_id, signal.kind),
+            ),
+            Err(e) => tracing::warn!(error = %e, "unreadable room signal skipped"),
+        }
+    }
+}
+
 /// Joins the outbound topics (in this gateway's own consumer group, so it sees
 /// every fact) and returns the HTTP application.
 pub async fn start(deps: GatewayDeps) -> Result<Router, BusError> {
@@ -134,8 +253,31 @@ pub async fn start(deps: GatewayDeps) -> Result<Router, BusError> {
         hub::dispatch_chat_record,
     ));
     let config = deps.config;
+    let signals = deps
+        .ephemeral
+        .signals
+        .unwrap_or_else(|| Arc::new(NoSignals));
+    // Subscribed before the gateway takes traffic, so no signal sent after
+    // its first client arrives is missed.
+    let incoming = signals
+        .subscribe()
+        .await
+        .map_err(|e| BusError::Transport(e.to_string()))?;
+    tokio::spawn(run_signals(hub.clone(), incoming));
+    let rate = deps.ephemeral.rate.unwrap_or_else(|| {
+        Arc::new(RateLimiter::new(
+            config.user_rate_per_sec,
+            config.user_rate_burst,
+        ))
+    });
+    let presence = deps
+        .ephemeral
+        .presence
+        .unwrap_or_else(|| Arc::new(LocalPresence::default()));
     let state = AppState(Arc::new(Shared {
-        rate: RateLimiter::new(config.user_rate_per_sec, config.user_rate_burst),
+        rate,
+        presence,
+        signals,
         connections: ConnectionLimiter::new(config.max_connections_per_ip, config.max_connections),
         auth: deps.auth,
         social: deps.social,

@@ -224,13 +224,7 @@ async fn bid(
         )
     })?;
     let request_id = request_id(body.request_id)?;
-    if !state.rate.allow(caller.id) {
-        return Err(ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "RATE_LIMITED",
-            "too many requests, slow down",
-        ));
-    }
+    state.take_rate(caller.id).await?;
     let action = if body.max {
         Action::MaxBid {
             max: amount,

@@ -91,5 +91,13 @@ async fn user(
         .user(id)
         .await?
         .ok_or_else(|| ApiError::not_found("user"))?;
-    Ok(Json(user))
+    let mut body = serde_json::to_value(&user)
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", e.to_string()))?;
+    // Whether the user has a WebSocket open on any gateway; left out when
+    // the connection registry cannot say.
+    match state.presence.is_connected(id).await {
+        Ok(online) => body["online"] = online.into(),
+        Err(e) => tracing::warn!(error = %e, "connection registry unavailable"),
+    }
+    Ok(Json(body))
 }

@@ -198,7 +198,9 @@ async fn remove_member(
         }
     }
     state.chat.remove_member(id, user).await?;
-    state.hub.evict_from_room(id, user);
+    for _ in 0..state.hub.evict_from_room(id, user) {
+        state.leave_room(id, user).await;
+    }
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -232,13 +234,7 @@ async fn send(
             "clientMsgId must be 1 to 128 characters",
         ));
     }
-    if !state.rate.allow(caller.id) {
-        return Err(ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "RATE_LIMITED",
-            "too many requests, slow down",
-        ));
-    }
+    state.take_rate(caller.id).await?;
     let request_id = format!("rest-{}", body.client_msg_id);
     let waiter = state.hub.wait_for(caller.id, &request_id);
     let command = ChatCommand {

@@ -85,13 +85,14 @@ async fn run(
     let (tx, mut rx) = mpsc::channel::<Outbound>(state.config.outbound_queue.max(16));
     let conn_id = state.hub.register(claims.sub, tx);
     let mut session = Session::new(state.clone(), conn_id, claims);
+    session.open().await;
     let heartbeat = Duration::from_secs(state.config.ping_interval_secs.max(1));
     let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + heartbeat, heartbeat);
     let mut last_seen = Instant::now();
 
     let welcome = session.welcome();
     if send(&mut socket, &welcome).await.is_err() {
-        session.close();
+        session.close().await;
         return;
     }
     loop {
@@ -170,7 +171,7 @@ async fn run(
             }
         }
     }
-    session.close();
+    session.close().await;
 }
 
 async fn write_all(socket: &mut WebSocket, texts: Vec<String>) -> Result<(), axum::Error> {

@@ -1,7 +1,7 @@
 //! The protocol state of one WebSocket connection: who it is, what it watches,
 //! and how each client frame turns into bus commands or direct replies.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Instant;
 
 use bowchat_auction::messages::{Action, AuctionCommand};
@@ -14,7 +14,7 @@ use serde_json::Number;
 use crate::frames::{amount, ClientFrame, ServerFrame};
 use crate::hub::Outbound;
 use crate::metrics::metrics;
-use crate::AppState;
+use crate::{AppState, SignalKind};
 
 /// After expiry, a connection may still re-authenticate for this long.
 const EXPIRY_GRACE_SECS: i64 = 60;
@@ -30,6 +30,10 @@ pub struct Session {
     auctions: HashMap<AuctionId, i64>,
     /// Watched rooms and the last message seq sent for each.
     rooms: HashMap<RoomId, i64>,
+    /// Watched rooms whose presence entry this connection holds.
+    present: HashSet<RoomId>,
+    /// Whether the connection registry counts this connection.
+    registered: bool,
     in_flight: HashMap<String, Instant>,
     close: bool,
 }
@@ -47,6 +51,8 @@ impl Session {
             expires_at: claims.exp,
             auctions: HashMap::new(),
             rooms: HashMap::new(),
+            present: HashSet::new(),
+            registered: false,
             in_flight: HashMap::new(),
             close: false,
         }
@@ -73,12 +79,40 @@ impl Session {
         now_millis() / 1000 >= self.expires_at + EXPIRY_GRACE_SECS
     }
 
-    pub fn close(&mut self) {
+    /// Counts the connection in the registry (once, after the upgrade).
+    pub async fn open(&mut self) {
+        match self.state.presence.connected(self.user).await {
+            Ok(()) => self.registered = true,
+            Err(e) => tracing::warn!(error = %e, "connection registry unavailable"),
+        }
+    }
+
+    /// Forgets the connection: the hub stops delivering to it, then its
+    /// presence entries go (announcing the user offline where this was its
+    /// last connection) and the registry stops counting it.
+    pub async fn close(&mut self) {
         let auctions: Vec<AuctionId> = self.auctions.keys().copied().collect();
         let rooms: Vec<RoomId> = self.rooms.keys().copied().collect();
+        // A room the user was removed from has already been left (evicted).
+        let present: Vec<RoomId> = rooms
+            .iter()
+            .copied()
+            .filter(|room| {
+                self.present.contains(room) && self.state.hub.watches_room(*room, self.conn_id)
+            })
+            .collect();
         self.state
             .hub
             .unregister(self.conn_id, self.user, &auctions, &rooms);
+        self.present.clear();
+        for room in present {
+            self.state.leave_room(room, self.user).await;
+        }
+        if std::mem::take(&mut self.registered) {
+            if let Err(e) = self.state.presence.disconnected(self.user).await {
+                tracing::warn!(error = %e, "connection registry unavailable");
+            }
+        }
     }
 
     fn origin(&self, request_id: String) -> Origin {
@@ -121,7 +155,7 @@ impl Session {
                 auction_id,
                 room_id,
                 request_id,
-            } => self.unsubscribe(auction_id, room_id, request_id),
+            } => self.unsubscribe(auction_id, room_id, request_id).await,
             ClientFrame::AuctionBid {
                 request_id,
                 auction_id,
@@ -151,8 +185,8 @@ impl Session {
                 seq,
                 request_id,
             } => {
-                if !self.state.rate.allow(self.user) {
-                    return err("RATE_LIMITED", "too many commands, slow down", &request_id);
+                if let Err(refusal) = self.state.take_rate(self.user).await {
+                    return err(refusal.code(), refusal.message(), &request_id);
                 }
                 if seq < 0 {
                     return err("INVALID_FRAME", "seq must not be negative", &request_id);
@@ -170,14 +204,12 @@ impl Session {
                 if !self.state.hub.watches_room(room_id, self.conn_id) {
                     return err("NOT_SUBSCRIBED", "subscribe to the room first", &request_id);
                 }
-                if !self.state.rate.allow(self.user) {
-                    return err("RATE_LIMITED", "too many commands, slow down", &request_id);
+                if let Err(refusal) = self.state.take_rate(self.user).await {
+                    return err(refusal.code(), refusal.message(), &request_id);
                 }
-                let frame = ServerFrame::Typing {
-                    room_id,
-                    user_id: self.user,
-                };
-                self.state.hub.to_room(room_id, Some(self.conn_id), &frame);
+                self.state
+                    .signal(room_id, self.user, SignalKind::Typing, Some(self.conn_id))
+                    .await;
                 Vec::new()
             }
             ClientFrame::Presence {
@@ -187,12 +219,17 @@ impl Session {
                 if !self.state.hub.watches_room(room_id, self.conn_id) {
                     return err("NOT_SUBSCRIBED", "subscribe to the room first", &request_id);
                 }
-                let user_ids = self.state.hub.online_in_room(room_id);
-                vec![ServerFrame::PresenceList {
-                    request_id,
-                    room_id,
-                    user_ids,
-                }]
+                match self.state.presence.online_in_room(room_id).await {
+                    Ok(user_ids) => vec![ServerFrame::PresenceList {
+                        request_id,
+                        room_id,
+                        user_ids,
+                    }],
+                    Err(e) => {
+                        tracing::warn!(error = %e, "presence list unavailable");
+                        err("UNAVAILABLE", "presence unavailable, retry", &request_id)
+                    }
+                }
             }
         }
     }
@@ -321,7 +358,10 @@ impl Session {
                 Err(_) => return err("UNAVAILABLE", "storage unavailable, retry", &request_id),
             }
         }
-        let first = self.state.hub.watch_room(id, self.conn_id, self.user);
+        // Entered already unless this is a new watch (or the user was
+        // evicted from the room meanwhile, which left the entry).
+        let entered = self.present.contains(&id) && self.state.hub.watches_room(id, self.conn_id);
+        self.state.hub.watch_room(id, self.conn_id, self.user);
         let last_seq = match self.state.chat.get_room(id).await {
             Ok(Some(room)) => room.last_seq,
             _ => room.last_seq,
@@ -348,7 +388,10 @@ impl Session {
                     );
                 }
                 Err(_) => {
-                    self.state.hub.unwatch_room(id, self.conn_id);
+                    // A room watched before keeps its watch (and presence).
+                    if !self.rooms.contains_key(&id) {
+                        self.state.hub.unwatch_room(id, self.conn_id);
+                    }
                     return err("UNAVAILABLE", "storage unavailable, retry", &request_id);
                 }
             }
@@ -356,13 +399,20 @@ impl Session {
         // After a cut-short replay, the next live message fills the gap (up to
         // `max_replay` again); the client pages anything older over REST.
         self.rooms.insert(id, sent);
-        if first {
-            let presence = ServerFrame::Presence {
-                room_id: id,
-                user_id: self.user,
-                online: true,
-            };
-            self.state.hub.to_room(id, Some(self.conn_id), &presence);
+        if !entered {
+            self.present.remove(&id);
+            match self.state.presence.enter(id, self.user).await {
+                Ok(first) => {
+                    self.present.insert(id);
+                    if first {
+                        self.state
+                            .signal(id, self.user, SignalKind::Online, Some(self.conn_id))
+                            .await;
+                    }
+                }
+                // Presence is a hint: the subscription works without it.
+                Err(e) => tracing::warn!(error = %e, room = id, "presence enter failed"),
+            }
         }
         out.push(ServerFrame::Subscribed {
             request_id,
@@ -374,7 +424,7 @@ impl Session {
         out
     }
 
-    fn unsubscribe(
+    async fn unsubscribe(
         &mut self,
         auction: Option<AuctionId>,
         room: Option<RoomId>,
@@ -387,13 +437,9 @@ impl Session {
             }
             (None, Some(id)) => {
                 self.rooms.remove(&id);
-                if let Some((user, true)) = self.state.hub.unwatch_room(id, self.conn_id) {
-                    let presence = ServerFrame::Presence {
-                        room_id: id,
-                        user_id: user,
-                        online: false,
-                    };
-                    self.state.hub.to_room(id, None, &presence);
+                let watched = self.state.hub.unwatch_room(id, self.conn_id).is_some();
+                if self.present.remove(&id) && watched {
+                    self.state.leave_room(id, self.user).await;
                 }
             }
             _ => {
@@ -434,8 +480,8 @@ impl Session {
                 &rid,
             );
         };
-        if !self.state.rate.allow(self.user) {
-            return err("RATE_LIMITED", "too many commands, slow down", &rid);
+        if let Err(refusal) = self.state.take_rate(self.user).await {
+            return err(refusal.code(), refusal.message(), &rid);
         }
         if self.in_flight.len() >= MAX_IN_FLIGHT {
             return err(
@@ -492,8 +538,8 @@ impl Session {
         if body.trim().is_empty() {
             return err("EMPTY_MESSAGE", "a message needs some text", &request_id);
         }
-        if !self.state.rate.allow(self.user) {
-            return err("RATE_LIMITED", "too many commands, slow down", &request_id);
+        if let Err(refusal) = self.state.take_rate(self.user).await {
+            return err(refusal.code(), refusal.message(), &request_id);
         }
         let rid = request_id.clone().unwrap_or_else(|| client_msg_id.clone());
         self.publish_chat(

@@ -42,6 +42,7 @@ pub struct StoredMessage {
 /// Chat message bodies in MongoDB.
 #[derive(Clone)]
 pub struct MongoChatHistory {
+    db: Database,
     messages: Collection<Document>,
 }
 
@@ -121,8 +122,14 @@ impl MongoChatHistory {
     /// Uses the `messages` collection of `db`; call [`Self::ensure_indexes`] once.
     pub fn new(db: &Database) -> Self {
         Self {
+            db: db.clone(),
             messages: db.collection(MESSAGES),
         }
+    }
+
+    /// Whether the server answers a `ping` (for readiness checks).
+    pub async fn ping(&self) -> bool {
+        self.db.run_command(doc! { "ping": 1 }).await.is_ok()
     }
 
     /// Connects, checks the server answers and creates the indexes.

@@ -13,10 +13,10 @@ mod split;
 pub use history::{MongoChatHistory, MESSAGES};
 pub use split::SplitChatRepository;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// Connection settings (serde, unknown keys are errors, every key optional).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct MongoConfig {
     /// Connection string; pool size, timeouts and TLS go in its options.

@@ -15,7 +15,9 @@
 //!    same message from an earlier try: it is *adopted* (its attempt set to
 //!    ours by compare-and-set), not written again. A different one is a
 //!    `Conflict`; so is a duplicate client id.
-//! 3. Commit the batch (with its `last_seq` compare-and-set) to the inner store.
+//! 3. Commit the batch (with its `last_seq` compare-and-set) to the inner
+//!    store, without the message rows (`commit_sequences`): the bodies are
+//!    in MongoDB only.
 //!
 //! Nothing is lost: a message is acknowledged only after step 3, and step 3
 //! needs every document of the batch to be in MongoDB already. A document is
@@ -216,10 +218,12 @@ impl<R: ChatRepository> ChatRepository for SplitChatRepository<R> {
         self.inner.last_seqs(rooms).await
     }
 
+    /// Bodies to MongoDB, then the rest (and the sequence advance, the
+    /// commit point) to the inner store, which keeps no copy of the bodies.
     async fn commit(&self, batch: &ChatBatch) -> Result<(), ChatRepoError> {
         let ranges = seq_ranges(&batch.messages)?;
         if ranges.is_empty() {
-            return self.inner.commit(batch).await;
+            return self.inner.commit_sequences(batch).await;
         }
         let rooms: Vec<RoomId> = ranges.iter().map(|(room, _, _)| *room).collect();
         let stored = self.inner.last_seqs(&rooms).await?;
@@ -245,7 +249,7 @@ impl<R: ChatRepository> ChatRepository for SplitChatRepository<R> {
             }
             return Err(e);
         }
-        match self.inner.commit(batch).await {
+        match self.inner.commit_sequences(batch).await {
             Ok(()) => Ok(()),
             Err(e @ (ChatRepoError::Conflict(_) | ChatRepoError::NotFound(_))) => {
                 self.discard(&attempt, &inserted).await;

@@ -1,6 +1,7 @@
 //! Behaviour of the MongoDB side beyond the shared suite, on the real
-//! MongoDB-wire server: index violations, paging in both directions, and
-//! documents of a commit that never reached the inner store.
+//! MongoDB-wire server: index violations, paging in both directions, bodies
+//! kept in MongoDB only, and documents of a commit that never reached the
+//! inner store.
 
 mod common;
 
@@ -60,6 +61,32 @@ async fn index_violations_are_conflicts() {
         other.sender = 2;
         history.insert(&[other], "t").await.unwrap();
         assert_eq!(history.range(1, 1, 10).await.unwrap().len(), 2);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn bodies_live_in_mongodb_only() {
+    common::in_fresh_database(|config| async move {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = common::open(&dir.path().join("db"), &config).await;
+        let room = repo.create_group("g", 1, &[], 1).await.unwrap().id;
+        let messages = (1..=3).map(|s| msg(room, s, &format!("c{s}"))).collect();
+        repo.commit(&batch(messages)).await.unwrap();
+        let all = PageQuery::default();
+        assert_eq!(repo.history(room, all, 10).await.unwrap().len(), 3);
+        // The inner store keeps the commit point, not a copy of the bodies.
+        assert_eq!(repo.inner().last_seqs(&[room]).await.unwrap()[&room], 3);
+        assert!(repo
+            .inner()
+            .history(room, all, 10)
+            .await
+            .unwrap()
+            .is_empty());
+        // A sequence-only commit still checks the sequence.
+        let stale = batch(vec![msg(room, 2, "late")]);
+        let err = repo.inner().commit_sequences(&stale).await.unwrap_err();
+        assert!(matches!(err, ChatRepoError::Conflict(_)), "{err:?}");
     })
     .await;
 }

@@ -25,6 +25,34 @@ impl PgAuthRepository {
     }
 }
 
+/// Advisory lock key of the first signing key's creation ("bowchat" + 1).
+const SIGNING_KEY_LOCK: i64 = 0x626f_7763_6861_7401;
+
+/// The newest stored signing key, if any.
+async fn newest_key<'e>(db: impl PgExecutor<'e>) -> Result<Option<SigningKey>, AuthRepoError> {
+    let row = sqlx::query(
+        "SELECT kid, secret FROM signing_keys ORDER BY created_at DESC, stored_seq DESC LIMIT 1",
+    )
+    .fetch_optional(db)
+    .await
+    .map_err(storage_error)?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let key = SigningKey {
+        kid: row.try_get("kid").map_err(corrupt)?,
+        secret: row.try_get("secret").map_err(corrupt)?,
+    };
+    // An empty or short HMAC secret would make tokens forgeable.
+    if key.secret.len() < 32 {
+        return Err(AuthRepoError::Corrupt(format!(
+            "signing key {} is too short",
+            key.kid
+        )));
+    }
+    Ok(Some(key))
+}
+
 pub(crate) fn storage_error(e: sqlx::Error) -> AuthRepoError {
     match e {
         sqlx::Error::Database(d) if d.is_unique_violation() => {
@@ -148,27 +176,7 @@ impl AuthRepository for PgAuthRepository {
     }
 
     async fn signing_key(&self) -> Result<Option<SigningKey>, AuthRepoError> {
-        let row = sqlx::query(
-            "SELECT kid, secret FROM signing_keys ORDER BY created_at DESC, stored_seq DESC LIMIT 1",
-        )
-        .fetch_optional(&self.store.pool)
-        .await
-        .map_err(storage_error)?;
-        let Some(row) = row else {
-            return Ok(None);
-        };
-        let key = SigningKey {
-            kid: row.try_get("kid").map_err(corrupt)?,
-            secret: row.try_get("secret").map_err(corrupt)?,
-        };
-        // An empty or short HMAC secret would make tokens forgeable.
-        if key.secret.len() < 32 {
-            return Err(AuthRepoError::Corrupt(format!(
-                "signing key {} is too short",
-                key.kid
-            )));
-        }
-        Ok(Some(key))
+        newest_key(&self.store.pool).await
     }
 
     async fn store_signing_key(&self, key: &SigningKey, now: Millis) -> Result<(), AuthRepoError> {
@@ -180,6 +188,35 @@ impl AuthRepository for PgAuthRepository {
             .await
             .map_err(storage_error)?;
         Ok(())
+    }
+
+    async fn first_signing_key(
+        &self,
+        key: &SigningKey,
+        now: Millis,
+    ) -> Result<SigningKey, AuthRepoError> {
+        let mut tx = self.store.pool.begin().await.map_err(storage_error)?;
+        // Serialises the processes creating the first key: each one after
+        // the first sees the key committed before it (READ COMMITTED reads
+        // a fresh snapshot per statement).
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(SIGNING_KEY_LOCK)
+            .execute(&mut *tx)
+            .await
+            .map_err(storage_error)?;
+        if let Some(existing) = newest_key(&mut *tx).await? {
+            tx.commit().await.map_err(storage_error)?;
+            return Ok(existing);
+        }
+        sqlx::query("INSERT INTO signing_keys (kid, secret, created_at) VALUES ($1, $2, $3)")
+            .bind(&key.kid)
+            .bind(&key.secret)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(storage_error)?;
+        tx.commit().await.map_err(storage_error)?;
+        Ok(key.clone())
     }
 
     async fn insert_refresh(&self, record: &RefreshRecord) -> Result<(), AuthRepoError> {

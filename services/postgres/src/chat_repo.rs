@@ -291,6 +291,21 @@ impl ChatRepository for PgChatRepository {
     }
 
     async fn commit(&self, batch: &ChatBatch) -> Result<(), ChatRepoError> {
+        self.store_batch(batch, true).await
+    }
+
+    async fn commit_sequences(&self, batch: &ChatBatch) -> Result<(), ChatRepoError> {
+        self.store_batch(batch, false).await
+    }
+}
+
+impl PgChatRepository {
+    /// `commit`, storing the messages' rows only when `with_messages`.
+    async fn store_batch(
+        &self,
+        batch: &ChatBatch,
+        with_messages: bool,
+    ) -> Result<(), ChatRepoError> {
         if batch.is_empty() {
             return Ok(());
         }
@@ -325,7 +340,8 @@ impl ChatRepository for PgChatRepository {
                 });
             }
         }
-        for chunk in batch.messages.chunks(INSERT_CHUNK) {
+        let rows: &[ChatMessage] = if with_messages { &batch.messages } else { &[] };
+        for chunk in rows.chunks(INSERT_CHUNK) {
             let mut insert =
                 QueryBuilder::<Postgres>::new(format!("INSERT INTO messages ({MESSAGE_COLUMNS}) "));
             insert.push_values(chunk, |mut row, m| {

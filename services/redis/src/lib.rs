@@ -1,6 +1,7 @@
 //! Redis adapters for cluster mode: refresh-token records and families
 //! ([`RedisRefreshStore`]), per-user command rate ([`RedisRateLimiter`]),
-//! presence and the connection registry ([`RedisPresence`]).
+//! presence and the connection registry ([`RedisPresence`]), and a pub/sub
+//! broadcast for ephemeral signals ([`RedisBroadcast`]).
 //!
 //! Every multi-key change runs in one Lua script, so it is atomic on the
 //! server. Scripts also touch keys they derive from their arguments, so they
@@ -10,16 +11,19 @@
 mod presence;
 mod rate;
 mod refresh;
+mod signals;
 
 pub use presence::{ConnectionRegistry, GatewayId, Presence, RedisPresence};
 pub use rate::{RateLimit, RedisRateLimiter};
 pub use refresh::RedisRefreshStore;
+pub use signals::RedisBroadcast;
 
-use redis::aio::ConnectionManager;
-use serde::Deserialize;
+/// The connection type [`connect`] returns, for callers that hold one.
+pub use redis::aio::ConnectionManager;
+use serde::{Deserialize, Serialize};
 
 /// Connection settings (serde, unknown keys are errors, every key optional).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RedisConfig {
     /// `redis://[user:password@]host:port/db`; `rediss://` for TLS.
@@ -50,4 +54,10 @@ pub enum RedisError {
 pub async fn connect(config: &RedisConfig) -> Result<ConnectionManager, RedisError> {
     let client = redis::Client::open(config.url.as_str())?;
     Ok(ConnectionManager::new(client).await?)
+}
+
+/// Whether the server answers `PING` (for readiness checks).
+pub async fn ping(conn: &ConnectionManager) -> bool {
+    let reply: Result<String, _> = redis::cmd("PING").query_async(&mut conn.clone()).await;
+    matches!(reply.as_deref(), Ok("PONG"))
 }

@@ -193,6 +193,14 @@ impl<A: AuthRepository> AuthRepository for RedisRefreshStore<A> {
         self.inner.store_signing_key(key, now).await
     }
 
+    async fn first_signing_key(
+        &self,
+        key: &SigningKey,
+        now: Millis,
+    ) -> Result<SigningKey, AuthRepoError> {
+        self.inner.first_signing_key(key, now).await
+    }
+
     async fn insert_refresh(&self, record: &RefreshRecord) -> Result<(), AuthRepoError> {
         let mut invocation = self.insert.key(self.token_key(&record.token_hash));
         invocation.key(self.family_key(&record.family));

@@ -1,6 +1,6 @@
 //! Redis adapters on the real server: expiry of refresh records, the shared
-//! token bucket, presence across gateways (including a dead one) and the
-//! connection registry, each also under concurrency.
+//! token bucket, presence across gateways (including a dead one), the
+//! connection registry, each also under concurrency, and the signal broadcast.
 
 mod common;
 
@@ -10,8 +10,8 @@ use std::time::Duration;
 use bowchat_auth::memory::InMemoryAuthRepository;
 use bowchat_auth::ports::{AuthRepository, RefreshRecord};
 use bowchat_redis::{
-    ConnectionRegistry, Presence, RateLimit, RedisConfig, RedisPresence, RedisRateLimiter,
-    RedisRefreshStore,
+    ConnectionRegistry, Presence, RateLimit, RedisBroadcast, RedisConfig, RedisPresence,
+    RedisRateLimiter, RedisRefreshStore,
 };
 use redis::AsyncCommands;
 
@@ -227,6 +227,52 @@ async fn a_dead_gateways_users_go_offline_after_the_ttl() {
         assert!(a.online_in_room(3).await.unwrap().is_empty());
         assert!(a.unregister(7).await.unwrap());
         assert!(a.gateways_of(7).await.unwrap().is_empty());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn signals_reach_every_subscriber_once_and_are_not_kept() {
+    common::with_prefix(|config| async move {
+        let conn = common::connect(&config).await;
+        let a = RedisBroadcast::new(&config, conn.clone()).unwrap();
+        let b = RedisBroadcast::new(&config, conn.clone()).unwrap();
+        assert_eq!(
+            a.publish(b"before anyone listened").await.unwrap(),
+            0,
+            "nobody subscribed yet"
+        );
+        let mut from_a = a.subscribe().await.unwrap();
+        let mut from_b = b.subscribe().await.unwrap();
+        for n in 0..20u8 {
+            let sender = if n % 2 == 0 { &a } else { &b };
+            assert_eq!(sender.publish(&[n]).await.unwrap(), 2, "two subscribers");
+        }
+        for rx in [&mut from_a, &mut from_b] {
+            for n in 0..20u8 {
+                let got = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+                    .await
+                    .expect("a signal within 5 s")
+                    .expect("subscription open");
+                assert_eq!(got, vec![n], "one sender's order is kept");
+            }
+        }
+        // Nothing under the prefix: signals are never stored.
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("{}*", config.key_prefix))
+            .query_async(&mut conn.clone())
+            .await
+            .unwrap();
+        assert!(keys.is_empty(), "{keys:?}");
+        drop(from_b);
+        // A dropped receiver ends its subscription (at the next message).
+        a.publish(b"x").await.unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(
+            a.publish(b"y").await.unwrap(),
+            1,
+            "only a's subscription is left"
+        );
     })
     .await;
 }

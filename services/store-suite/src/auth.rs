@@ -106,6 +106,37 @@ pub async fn signing_key_persists_across_reopen(store: Arc<dyn Store>) {
     assert_eq!(repo.signing_key().await.expect("read"), Some(newer));
 }
 
+/// Processes starting together on a fresh database each try to create the
+/// signing key; exactly one key is stored and every one of them gets it.
+pub async fn first_signing_key_wins(store: Arc<dyn Store>) {
+    let mut repos = Vec::new();
+    for _ in 0..4 {
+        repos.push(store.open().await);
+    }
+    let candidates: Vec<SigningKey> = (0..8).map(|_| SigningKey::generate()).collect();
+    let winners = futures::future::join_all(
+        candidates
+            .iter()
+            .enumerate()
+            .map(|(i, key)| repos[i % repos.len()].auth.first_signing_key(key, 100)),
+    )
+    .await;
+    let winners: Vec<SigningKey> = winners.into_iter().map(|k| k.expect("store")).collect();
+    assert!(candidates.contains(&winners[0]), "a candidate won");
+    assert!(winners.iter().all(|k| *k == winners[0]), "one key for all");
+    let later = SigningKey::generate();
+    let repo = store.open().await.auth;
+    assert_eq!(
+        repo.first_signing_key(&later, 200).await.expect("store"),
+        winners[0],
+        "an existing key is kept"
+    );
+    assert_eq!(
+        repo.signing_key().await.expect("read"),
+        Some(winners[0].clone())
+    );
+}
+
 pub async fn rotate_refresh_is_once_only(store: Arc<dyn Store>) {
     let repo = store.open().await.auth;
     let user = repo

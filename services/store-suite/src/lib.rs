@@ -61,6 +61,7 @@ macro_rules! auth_conformance_tests {
             auth::create_and_find_users,
             auth::duplicate_email_is_a_conflict,
             auth::signing_key_persists_across_reopen,
+            auth::first_signing_key_wins,
             auth::rotate_refresh_is_once_only,
             auth::concurrent_rotations_have_one_winner,
             auth::auth_service_survives_a_restart,

@@ -13,6 +13,34 @@ use sqlx::Row;
 
 use crate::Db;
 
+/// The newest stored signing key, if any.
+async fn newest_key<'e>(
+    db: impl sqlx::SqliteExecutor<'e>,
+) -> Result<Option<SigningKey>, AuthRepoError> {
+    // rowid breaks ties between keys stored in the same millisecond.
+    let row = sqlx::query(
+        "SELECT kid, secret FROM signing_keys ORDER BY created_at DESC, rowid DESC LIMIT 1",
+    )
+    .fetch_optional(db)
+    .await
+    .map_err(storage_error)?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let key = SigningKey {
+        kid: row.try_get("kid").map_err(corrupt)?,
+        secret: row.try_get("secret").map_err(corrupt)?,
+    };
+    // An empty or short HMAC secret would make tokens forgeable.
+    if key.secret.len() < 32 {
+        return Err(AuthRepoError::Corrupt(format!(
+            "signing key {} is too short",
+            key.kid
+        )));
+    }
+    Ok(Some(key))
+}
+
 /// SQLite binds at most 32766 parameters; stay far below for `users(ids)`.
 const IDS_PER_QUERY: usize = 500;
 
@@ -163,28 +191,7 @@ impl AuthRepository for SqliteAuthRepository {
     }
 
     async fn signing_key(&self) -> Result<Option<SigningKey>, AuthRepoError> {
-        // rowid breaks ties between keys stored in the same millisecond.
-        let row = sqlx::query(
-            "SELECT kid, secret FROM signing_keys ORDER BY created_at DESC, rowid DESC LIMIT 1",
-        )
-        .fetch_optional(&self.db.reader)
-        .await
-        .map_err(storage_error)?;
-        let Some(row) = row else {
-            return Ok(None);
-        };
-        let key = SigningKey {
-            kid: row.try_get("kid").map_err(corrupt)?,
-            secret: row.try_get("secret").map_err(corrupt)?,
-        };
-        // An empty or short HMAC secret would make tokens forgeable.
-        if key.secret.len() < 32 {
-            return Err(AuthRepoError::Corrupt(format!(
-                "signing key {} is too short",
-                key.kid
-            )));
-        }
-        Ok(Some(key))
+        newest_key(&self.db.reader).await
     }
 
     async fn store_signing_key(&self, key: &SigningKey, now: Millis) -> Result<(), AuthRepoError> {
@@ -197,6 +204,30 @@ impl AuthRepository for SqliteAuthRepository {
             .await
             .map_err(storage_error)?;
         tx.commit().await.map_err(storage_error)
+    }
+
+    async fn first_signing_key(
+        &self,
+        key: &SigningKey,
+        now: Millis,
+    ) -> Result<SigningKey, AuthRepoError> {
+        let mut tx = self.db.writer.begin().await.map_err(storage_error)?;
+        // One statement: the check and the insert see the same database
+        // (a writer in another process that got there first makes this one
+        // fail with a busy snapshot instead of inserting a second key).
+        sqlx::query(
+            "INSERT INTO signing_keys (kid, secret, created_at) \
+             SELECT ?, ?, ? WHERE NOT EXISTS (SELECT 1 FROM signing_keys)",
+        )
+        .bind(&key.kid)
+        .bind(&key.secret)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(storage_error)?;
+        let stored = newest_key(&mut *tx).await?;
+        tx.commit().await.map_err(storage_error)?;
+        stored.ok_or_else(|| AuthRepoError::Corrupt("signing key vanished".into()))
     }
 
     async fn insert_refresh(&self, record: &RefreshRecord) -> Result<(), AuthRepoError> {

@@ -1,7 +1,9 @@
 //! Cluster harness: every test gets its own database on the PostgreSQL test
 //! server and its own topic prefix on a Kafka broker, creates the topics with
 //! `bowchat admin topics ensure`, and starts gateways and workers as separate
-//! `bowchat serve --roles ...` processes.
+//! `bowchat serve --roles ...` processes. With [`Cluster::with_document_stores`]
+//! it also gets its own MongoDB database (chat history) and Redis key prefix
+//! (refresh tokens, rate limits, presence, signals).
 
 use std::path::PathBuf;
 use std::process::{Command, Output};
@@ -21,6 +23,43 @@ pub struct Cluster {
     /// URL of the server's default database (to create and drop ours).
     server_url: String,
     pub dir: tempfile::TempDir,
+    pub docs: Option<DocumentStores>,
+}
+
+/// This test's MongoDB database and Redis key prefix.
+pub struct DocumentStores {
+    pub mongo_url: String,
+    pub mongo_db: String,
+    pub redis_url: String,
+    pub redis_prefix: String,
+}
+
+impl DocumentStores {
+    /// The `messages` collection the chat history writes to.
+    pub async fn messages(&self) -> mongodb::Collection<mongodb::bson::Document> {
+        mongodb::Client::with_uri_str(&self.mongo_url)
+            .await
+            .expect("connect to the MongoDB test server")
+            .database(&self.mongo_db)
+            .collection(bowchat_mongo::MESSAGES)
+    }
+
+    pub async fn redis(&self) -> redis::aio::MultiplexedConnection {
+        redis::Client::open(self.redis_url.as_str())
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .expect("connect to the Redis test server")
+    }
+
+    /// Keys under this test's prefix matching `pattern` (after the prefix).
+    pub async fn redis_keys(&self, pattern: &str) -> Vec<String> {
+        redis::cmd("KEYS")
+            .arg(format!("{}{pattern}", self.redis_prefix))
+            .query_async(&mut self.redis().await)
+            .await
+            .expect("list keys")
+    }
 }
 
 /// `postgres://u:p@h:port/db?x` with the database replaced.
@@ -62,6 +101,7 @@ impl Cluster {
             db_name,
             server_url,
             dir: tempfile::tempdir().unwrap(),
+            docs: None,
         };
         let out = cluster.admin(&["topics", "ensure", "--partitions", &partitions.to_string()]);
         assert!(
@@ -72,9 +112,23 @@ impl Cluster {
         cluster
     }
 
+    /// On the shared test servers, with chat history in MongoDB and
+    /// ephemeral state in Redis.
+    pub async fn with_document_stores(name: &str, partitions: u32) -> Cluster {
+        let mut cluster = Cluster::new(name, partitions).await;
+        let unique = &cluster.prefix[2..cluster.prefix.len() - 1];
+        cluster.docs = Some(DocumentStores {
+            mongo_url: TestEnv::require("BOWCHAT_TEST_MONGODB_URL", "ferretdb"),
+            mongo_db: format!("bowchat_{}", unique.replace(['-', '.'], "_")),
+            redis_url: TestEnv::require("BOWCHAT_TEST_REDIS_URL", "redis"),
+            redis_prefix: format!("{unique}:"),
+        });
+        cluster
+    }
+
     /// The settings every process of this cluster gets.
     pub fn env(&self) -> Vec<(String, String)> {
-        [
+        let mut env: Vec<(String, String)> = [
             ("BOWCHAT_STORE__KIND", "postgres"),
             ("BOWCHAT_STORE__POSTGRES__URL", self.pg_url.as_str()),
             ("BOWCHAT_STORE__POSTGRES__MAX_CONNECTIONS", "8"),
@@ -90,7 +144,29 @@ impl Cluster {
         ]
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
+        .collect();
+        if let Some(docs) = &self.docs {
+            for (k, v) in [
+                ("BOWCHAT_CHAT_HISTORY__KIND", "mongodb"),
+                (
+                    "BOWCHAT_CHAT_HISTORY__MONGODB__URL",
+                    docs.mongo_url.as_str(),
+                ),
+                (
+                    "BOWCHAT_CHAT_HISTORY__MONGODB__DATABASE",
+                    docs.mongo_db.as_str(),
+                ),
+                ("BOWCHAT_EPHEMERAL__KIND", "redis"),
+                ("BOWCHAT_EPHEMERAL__REDIS__URL", docs.redis_url.as_str()),
+                (
+                    "BOWCHAT_EPHEMERAL__REDIS__KEY_PREFIX",
+                    docs.redis_prefix.as_str(),
+                ),
+            ] {
+                env.push((k.to_string(), v.to_string()));
+            }
+        }
+        env
     }
 
     fn node_dir(&self, name: &str) -> PathBuf {
@@ -101,7 +177,13 @@ impl Cluster {
 
     /// A process running `roles` (comma separated) as node `name`.
     pub fn start(&self, name: &str, roles: &str) -> Server {
+        self.start_with(name, roles, &[])
+    }
+
+    /// Like [`Cluster::start`], with `extra` settings on top.
+    pub fn start_with(&self, name: &str, roles: &str, extra: &[(&str, &str)]) -> Server {
         let mut env = self.env();
+        env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         env.push((
             "BOWCHAT_NODE_ID".into(),
             format!("{name}-{}", &self.prefix[2..]),
@@ -129,8 +211,21 @@ impl Cluster {
             .expect("connect to the test database")
     }
 
-    /// Drops the database and the topics (after the processes are gone).
+    /// Drops the databases, the Redis keys and the topics (after the
+    /// processes are gone).
     pub async fn finish(self) {
+        if let Some(docs) = &self.docs {
+            if let Ok(client) = mongodb::Client::with_uri_str(&docs.mongo_url).await {
+                let _ = client.database(&docs.mongo_db).drop().await;
+            }
+            let keys = docs.redis_keys("*").await;
+            if !keys.is_empty() {
+                let _: Result<i64, _> = redis::cmd("DEL")
+                    .arg(keys)
+                    .query_async(&mut docs.redis().await)
+                    .await;
+            }
+        }
         if let Ok(admin) = PgPoolOptions::new()
             .max_connections(1)
             .connect(&self.server_url)
