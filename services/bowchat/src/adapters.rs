@@ -61,6 +61,9 @@ impl Store {
                 let options = SqliteOptions {
                     readers: config.sqlite.readers,
                     synchronous_full: config.sqlite.synchronous_full,
+                    cache_kib: config.sqlite.cache_mib.saturating_mul(1024),
+                    mmap_bytes: u64::from(config.sqlite.mmap_mib) << 20,
+                    wal_autocheckpoint_pages: config.sqlite.wal_autocheckpoint_pages,
                     ..SqliteOptions::default()
                 };
                 let db = Db::open(&path, &options)

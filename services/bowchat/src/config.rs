@@ -261,6 +261,12 @@ pub struct SqliteConfig {
     pub readers: u32,
     /// fsync on every commit (survives power loss); false survives process crashes only.
     pub synchronous_full: bool,
+    /// Page cache per connection (MiB).
+    pub cache_mib: u32,
+    /// How much of the file is read through a memory map (MiB; 0 turns it off).
+    pub mmap_mib: u32,
+    /// WAL pages (4 KiB each) after which a commit checkpoints the WAL into the file.
+    pub wal_autocheckpoint_pages: u32,
 }
 
 impl Default for SqliteConfig {
@@ -268,6 +274,9 @@ impl Default for SqliteConfig {
         Self {
             readers: 4,
             synchronous_full: true,
+            cache_mib: 64,
+            mmap_mib: 256,
+            wal_autocheckpoint_pages: 16384,
         }
     }
 }

@@ -37,6 +37,15 @@ pub struct SqliteOptions {
     /// `synchronous=FULL` survives power loss; NORMAL only process crashes.
     pub synchronous_full: bool,
     pub busy_timeout: Duration,
+    /// Page cache per connection, in KiB. The idempotency index grows with
+    /// every bid; pages that fall out of the cache are read back with a syscall
+    /// each.
+    pub cache_kib: u32,
+    /// Bytes of the file read through a memory map instead of read calls (0: off).
+    pub mmap_bytes: u64,
+    /// WAL pages that trigger a checkpoint. Bids rewrite the same index pages
+    /// over and over; a longer WAL lets a checkpoint copy each page once.
+    pub wal_autocheckpoint_pages: u32,
 }
 
 impl Default for SqliteOptions {
@@ -45,6 +54,9 @@ impl Default for SqliteOptions {
             readers: 4,
             synchronous_full: true,
             busy_timeout: Duration::from_secs(5),
+            cache_kib: 65536,
+            mmap_bytes: 256 << 20,
+            wal_autocheckpoint_pages: 16384,
         }
     }
 }
@@ -77,7 +89,16 @@ impl Db {
                 SqliteSynchronous::Normal
             })
             .busy_timeout(options.busy_timeout)
-            .foreign_keys(true);
+            .foreign_keys(true)
+            .pragma("cache_size", format!("-{}", options.cache_kib.max(64)))
+            .pragma("mmap_size", options.mmap_bytes.to_string())
+            // Statement journals (multi-row statements inside a transaction)
+            // stay in memory instead of spilling to a temporary file.
+            .pragma("temp_store", "MEMORY")
+            .pragma(
+                "wal_autocheckpoint",
+                options.wal_autocheckpoint_pages.to_string(),
+            );
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .min_connections(1)
