@@ -39,6 +39,10 @@ use tracing::{debug, info, warn};
 use crate::config::KafkaConfig;
 use crate::transport;
 
+/// First and longest pause before resuming newly assigned partitions again.
+const SETTLE_BACKOFF_MIN: Duration = Duration::from_millis(100);
+const SETTLE_BACKOFF_MAX: Duration = Duration::from_secs(2);
+
 /// Next offsets stored with the effects (e.g. the auction role's bus offsets
 /// table). Partitions it does not know resume from the group's committed offset.
 #[async_trait]
@@ -114,6 +118,9 @@ pub struct KafkaConsumer {
     handed_out: HashMap<u32, u64>,
     stored: Option<Arc<dyn StoredOffsets>>,
     timeout: Duration,
+    /// Offsets whose commit the coordinator did not take in time, with the
+    /// epoch of their partition; sent again with the next commit.
+    owed: BTreeMap<u32, (u64, u64)>,
 }
 
 impl KafkaConsumer {
@@ -138,6 +145,7 @@ impl KafkaConsumer {
             handed_out: HashMap::new(),
             stored: None,
             timeout: config.admin_timeout(),
+            owed: BTreeMap::new(),
         })
     }
 
@@ -257,8 +265,19 @@ impl Consumer for KafkaConsumer {
     /// any await, so a `select!` that drops this future loses nothing.
     async fn poll(&mut self, max: usize) -> Result<Vec<Record>, BusError> {
         let max = max.max(1);
+        let mut backoff = SETTLE_BACKOFF_MIN;
         loop {
-            self.settle_assignment().await?;
+            // A store that cannot answer (or a seek librdkafka refuses while
+            // the group settles after a broker restart) must not end `poll`:
+            // the roles treat a poll error as final and would stop for good.
+            // Nothing of the new partitions is handed out meanwhile.
+            if let Err(e) = self.settle_assignment().await {
+                warn!(topic = %self.topic, error = %e, retry_in = ?backoff, "cannot resume newly assigned partitions yet; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(SETTLE_BACKOFF_MAX);
+                continue;
+            }
+            backoff = SETTLE_BACKOFF_MIN;
             if !self.pending.is_empty() {
                 let take = self.pending.len().min(max);
                 let batch: Vec<Record> = self.pending.drain(..take).collect();
@@ -282,18 +301,37 @@ impl Consumer for KafkaConsumer {
         }
     }
 
+    /// Commits synchronously, retrying transient failures for up to
+    /// `admin_timeout_ms`. When the coordinator still does not take the commit
+    /// (it is re-discovered and reloads its groups after a broker restart), the
+    /// offsets are kept and sent again with the next commit instead of failing:
+    /// the caller's effects are durable already, a record redelivered after a
+    /// crash is deduplicated by every role, and a commit error would stop the
+    /// role for good. Generation errors are still `Fenced`.
     async fn commit(&mut self, records: &[Record]) -> Result<(), BusError> {
         let next = next_offsets(records);
         if next.is_empty() {
             return Ok(());
         }
-        let fenced = fenced_partitions(&self.state.lock().owned, &self.handed_out, next.keys());
+        let fenced = {
+            let state = self.state.lock();
+            // Offsets owed for partitions lost since are the new owner's business.
+            self.owed
+                .retain(|p, (_, epoch)| state.owned.get(&(*p as i32)) == Some(&*epoch));
+            fenced_partitions(&state.owned, &self.handed_out, next.keys())
+        };
         if !fenced.is_empty() {
             warn!(topic = %self.topic, ?fenced, "commit refused: partitions lost in a rebalance");
             return Err(BusError::Fenced);
         }
-        let mut tpl = TopicPartitionList::new();
+        let mut offsets: BTreeMap<u32, (u64, u64)> = std::mem::take(&mut self.owed);
         for (partition, offset) in &next {
+            let epoch = self.handed_out.get(partition).copied().unwrap_or_default();
+            let entry = offsets.entry(*partition).or_insert((*offset, epoch));
+            *entry = ((*offset).max(entry.0), epoch);
+        }
+        let mut tpl = TopicPartitionList::new();
+        for (partition, (offset, _)) in &offsets {
             tpl.add_partition_offset(
                 &self.full_topic,
                 *partition as i32,
@@ -318,6 +356,12 @@ impl Consumer for KafkaConsumer {
                     warn!(topic = %self.topic, error = %e, "commit failed; retrying");
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(2));
+                }
+                Err(BusError::Transport(e)) => {
+                    warn!(topic = %self.topic, error = %e, partitions = ?offsets.keys().collect::<Vec<_>>(),
+                        "commit not taken within admin_timeout_ms; it goes again with the next commit");
+                    self.owed = offsets;
+                    return Ok(());
                 }
                 other => return other,
             }
