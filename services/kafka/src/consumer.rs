@@ -2,7 +2,8 @@
 //!
 //! Offsets are committed only by [`Consumer::commit`], for exactly the
 //! partitions of the given records (next offset = last offset + 1), after the
-//! caller made its effect durable. A rebalance context counts generations: each
+//! caller made its effect durable; offsets an earlier commit could not deliver
+//! to the coordinator (a broker restart) ride along with the next one. A rebalance context counts generations: each
 //! revoke or assign bumps the counter and every owned partition remembers the
 //! generation it was assigned in (its epoch). Records remember the epoch of their
 //! partition when they were polled; committing records whose partition was
@@ -324,12 +325,7 @@ impl Consumer for KafkaConsumer {
             warn!(topic = %self.topic, ?fenced, "commit refused: partitions lost in a rebalance");
             return Err(BusError::Fenced);
         }
-        let mut offsets: BTreeMap<u32, (u64, u64)> = std::mem::take(&mut self.owed);
-        for (partition, offset) in &next {
-            let epoch = self.handed_out.get(partition).copied().unwrap_or_default();
-            let entry = offsets.entry(*partition).or_insert((*offset, epoch));
-            *entry = ((*offset).max(entry.0), epoch);
-        }
+        let offsets = with_owed(std::mem::take(&mut self.owed), &next, &self.handed_out);
         let mut tpl = TopicPartitionList::new();
         for (partition, (offset, _)) in &offsets {
             tpl.add_partition_offset(
@@ -377,6 +373,22 @@ fn next_offsets(records: &[Record]) -> BTreeMap<u32, u64> {
         *n = (*n).max(r.offset + 1);
     }
     next
+}
+
+/// What to commit: `next` (offset per partition, tagged with the epoch its
+/// records went out in) merged over offsets still owed from earlier commits;
+/// a partition's offset never moves back.
+fn with_owed(
+    mut owed: BTreeMap<u32, (u64, u64)>,
+    next: &BTreeMap<u32, u64>,
+    handed_out: &HashMap<u32, u64>,
+) -> BTreeMap<u32, (u64, u64)> {
+    for (partition, offset) in next {
+        let epoch = handed_out.get(partition).copied().unwrap_or_default();
+        let entry = owed.entry(*partition).or_insert((*offset, epoch));
+        *entry = ((*offset).max(entry.0), epoch);
+    }
+    owed
 }
 
 /// Partitions among `partitions` this member no longer owns in the epoch it
@@ -470,6 +482,24 @@ mod tests {
         let next = next_offsets(&[record(0, 4), record(1, 9), record(0, 6), record(0, 5)]);
         assert_eq!(next, BTreeMap::from([(0, 7), (1, 10)]));
         assert!(next_offsets(&[]).is_empty());
+    }
+
+    #[test]
+    fn owed_offsets_ride_along_and_never_move_back() {
+        // Partition 0 owed 7 and 1 owed 3 (epoch 1); now 0 reaches 9, 2 reaches 4.
+        let owed = BTreeMap::from([(0, (7, 1)), (1, (3, 1))]);
+        let next = BTreeMap::from([(0, 9), (2, 4)]);
+        let handed_out = HashMap::from([(0, 1), (2, 2)]);
+        assert_eq!(
+            with_owed(owed, &next, &handed_out),
+            BTreeMap::from([(0, (9, 1)), (1, (3, 1)), (2, (4, 2))])
+        );
+        // A stale, lower offset never undoes an owed higher one.
+        let owed = BTreeMap::from([(0, (7, 1))]);
+        assert_eq!(
+            with_owed(owed, &BTreeMap::from([(0, 5)]), &HashMap::from([(0, 1)])),
+            BTreeMap::from([(0, (7, 1))])
+        );
     }
 
     #[test]
