@@ -32,7 +32,7 @@ use parking_lot::Mutex;
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer as _, ConsumerContext, Rebalance, StreamConsumer,
 };
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tracing::{debug, info, warn};
@@ -65,6 +65,9 @@ struct Ownership {
     owned: HashMap<i32, u64>,
     /// Assigned since `poll` last looked; they may need a seek.
     newly_assigned: Vec<i32>,
+    /// Next offsets of owned partitions whose commit the coordinator did not
+    /// take (a broker restart); sent again with the next commit.
+    owed: BTreeMap<u32, u64>,
 }
 
 /// Tracks ownership from librdkafka's rebalance callbacks.
@@ -83,6 +86,8 @@ impl ConsumerContext for GroupContext {
             for e in tpl.elements() {
                 state.owned.remove(&e.partition());
                 state.newly_assigned.retain(|p| *p != e.partition());
+                // The new owner's business now.
+                state.owed.remove(&(e.partition() as u32));
             }
             info!(group = %self.group, generation = state.generation, revoked = tpl.count(), "partitions revoked");
         }
@@ -104,6 +109,30 @@ impl ConsumerContext for GroupContext {
             Rebalance::Revoke(_) => {}
         }
     }
+
+    /// Result of an asynchronous commit, served inside `poll`. Offsets the
+    /// coordinator did not take go with the next commit; a generation error
+    /// needs nothing here, librdkafka rejoins and the revoke follows.
+    fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
+        let Err(e) = result else { return };
+        if e.rdkafka_error_code().is_some_and(is_fencing) {
+            info!(group = %self.group, error = %e, "commit refused by the group; rejoining");
+            return;
+        }
+        let mut state = self.state.lock();
+        let mut failed = BTreeMap::new();
+        for el in offsets.elements() {
+            if let (Offset::Offset(o), true) =
+                (el.offset(), state.owned.contains_key(&el.partition()))
+            {
+                failed.insert(el.partition() as u32, o.max(0) as u64);
+            }
+        }
+        warn!(group = %self.group, error = %e, partitions = ?failed.keys().collect::<Vec<_>>(),
+            "commit not taken; it goes again with the next commit");
+        let owed = std::mem::take(&mut state.owed);
+        state.owed = with_owed(owed, &failed);
+    }
 }
 
 /// See the module docs.
@@ -119,9 +148,6 @@ pub struct KafkaConsumer {
     handed_out: HashMap<u32, u64>,
     stored: Option<Arc<dyn StoredOffsets>>,
     timeout: Duration,
-    /// Offsets whose commit the coordinator did not take in time, with the
-    /// epoch of their partition; sent again with the next commit.
-    owed: BTreeMap<u32, (u64, u64)>,
 }
 
 impl KafkaConsumer {
@@ -146,7 +172,6 @@ impl KafkaConsumer {
             handed_out: HashMap::new(),
             stored: None,
             timeout: config.admin_timeout(),
-            owed: BTreeMap::new(),
         })
     }
 
@@ -302,32 +327,33 @@ impl Consumer for KafkaConsumer {
         }
     }
 
-    /// Commits synchronously, retrying transient failures for up to
-    /// `admin_timeout_ms`. When the coordinator still does not take the commit
-    /// (it is re-discovered and reloads its groups after a broker restart), the
-    /// offsets are kept and sent again with the next commit instead of failing:
-    /// the caller's effects are durable already, a record redelivered after a
-    /// crash is deduplicated by every role, and a commit error would stop the
-    /// role for good. Generation errors are still `Fenced`.
+    /// Commits asynchronously: the request is queued at once and its result
+    /// arrives in `poll` (see `GroupContext::commit_callback`). A synchronous
+    /// commit waits inside librdkafka without any bound while the coordinator
+    /// is away (a broker restart), and meanwhile this member does not poll, so
+    /// it neither serves its rebalance nor hands out records: a gateway's
+    /// delivery loop or a role hung there. Offsets the coordinator does not
+    /// take are sent again with the next commit; the caller's effects are
+    /// durable already and a record redelivered after a crash is deduplicated
+    /// by every role. Partitions lost in a rebalance are `Fenced` here; the
+    /// broker's generation errors show up as a revoke in `poll`.
     async fn commit(&mut self, records: &[Record]) -> Result<(), BusError> {
         let next = next_offsets(records);
         if next.is_empty() {
             return Ok(());
         }
-        let fenced = {
-            let state = self.state.lock();
-            // Offsets owed for partitions lost since are the new owner's business.
-            self.owed
-                .retain(|p, (_, epoch)| state.owned.get(&(*p as i32)) == Some(&*epoch));
-            fenced_partitions(&state.owned, &self.handed_out, next.keys())
+        let offsets = {
+            let mut state = self.state.lock();
+            let fenced = fenced_partitions(&state.owned, &self.handed_out, next.keys());
+            if !fenced.is_empty() {
+                warn!(topic = %self.topic, ?fenced, "commit refused: partitions lost in a rebalance");
+                return Err(BusError::Fenced);
+            }
+            let owed = std::mem::take(&mut state.owed);
+            with_owed(owed, &next)
         };
-        if !fenced.is_empty() {
-            warn!(topic = %self.topic, ?fenced, "commit refused: partitions lost in a rebalance");
-            return Err(BusError::Fenced);
-        }
-        let offsets = with_owed(std::mem::take(&mut self.owed), &next, &self.handed_out);
         let mut tpl = TopicPartitionList::new();
-        for (partition, (offset, _)) in &offsets {
+        for (partition, offset) in &offsets {
             tpl.add_partition_offset(
                 &self.full_topic,
                 *partition as i32,
@@ -335,32 +361,19 @@ impl Consumer for KafkaConsumer {
             )
             .map_err(transport)?;
         }
-        // Transient failures (a broker restarting) are retried with backoff;
-        // a generation error is final.
-        let mut backoff = Duration::from_millis(100);
-        let give_up = tokio::time::Instant::now() + self.timeout;
-        loop {
-            let inner = self.inner.clone();
-            let attempt = tpl.clone();
-            let result =
-                tokio::task::spawn_blocking(move || inner.commit(&attempt, CommitMode::Sync))
-                    .await
-                    .map_err(|e| BusError::Transport(e.to_string()))?
-                    .map_err(commit_error);
-            match result {
-                Err(BusError::Transport(e)) if tokio::time::Instant::now() + backoff < give_up => {
-                    warn!(topic = %self.topic, error = %e, "commit failed; retrying");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(2));
-                }
-                Err(BusError::Transport(e)) => {
-                    warn!(topic = %self.topic, error = %e, partitions = ?offsets.keys().collect::<Vec<_>>(),
-                        "commit not taken within admin_timeout_ms; it goes again with the next commit");
-                    self.owed = offsets;
-                    return Ok(());
-                }
-                other => return other,
+        match self
+            .inner
+            .commit(&tpl, CommitMode::Async)
+            .map_err(commit_error)
+        {
+            Err(BusError::Transport(e)) => {
+                warn!(topic = %self.topic, error = %e, "commit not queued; it goes again with the next commit");
+                let mut state = self.state.lock();
+                let owed = std::mem::take(&mut state.owed);
+                state.owed = with_owed(owed, &offsets);
+                Ok(())
             }
+            other => other,
         }
     }
 }
@@ -375,18 +388,12 @@ fn next_offsets(records: &[Record]) -> BTreeMap<u32, u64> {
     next
 }
 
-/// What to commit: `next` (offset per partition, tagged with the epoch its
-/// records went out in) merged over offsets still owed from earlier commits;
-/// a partition's offset never moves back.
-fn with_owed(
-    mut owed: BTreeMap<u32, (u64, u64)>,
-    next: &BTreeMap<u32, u64>,
-    handed_out: &HashMap<u32, u64>,
-) -> BTreeMap<u32, (u64, u64)> {
+/// What to commit: `next` merged over offsets still owed from earlier
+/// commits; a partition's offset never moves back.
+fn with_owed(mut owed: BTreeMap<u32, u64>, next: &BTreeMap<u32, u64>) -> BTreeMap<u32, u64> {
     for (partition, offset) in next {
-        let epoch = handed_out.get(partition).copied().unwrap_or_default();
-        let entry = owed.entry(*partition).or_insert((*offset, epoch));
-        *entry = ((*offset).max(entry.0), epoch);
+        let entry = owed.entry(*partition).or_insert(*offset);
+        *entry = (*offset).max(*entry);
     }
     owed
 }
@@ -486,19 +493,18 @@ mod tests {
 
     #[test]
     fn owed_offsets_ride_along_and_never_move_back() {
-        // Partition 0 owed 7 and 1 owed 3 (epoch 1); now 0 reaches 9, 2 reaches 4.
-        let owed = BTreeMap::from([(0, (7, 1)), (1, (3, 1))]);
+        // Partition 0 owed 7 and 1 owed 3; now 0 reaches 9 and 2 reaches 4.
+        let owed = BTreeMap::from([(0, 7), (1, 3)]);
         let next = BTreeMap::from([(0, 9), (2, 4)]);
-        let handed_out = HashMap::from([(0, 1), (2, 2)]);
         assert_eq!(
-            with_owed(owed, &next, &handed_out),
-            BTreeMap::from([(0, (9, 1)), (1, (3, 1)), (2, (4, 2))])
+            with_owed(owed, &next),
+            BTreeMap::from([(0, 9), (1, 3), (2, 4)])
         );
         // A stale, lower offset never undoes an owed higher one.
-        let owed = BTreeMap::from([(0, (7, 1))]);
+        let owed = BTreeMap::from([(0, 7)]);
         assert_eq!(
-            with_owed(owed, &BTreeMap::from([(0, 5)]), &HashMap::from([(0, 1)])),
-            BTreeMap::from([(0, (7, 1))])
+            with_owed(owed, &BTreeMap::from([(0, 5)])),
+            BTreeMap::from([(0, 7)])
         );
     }
 
