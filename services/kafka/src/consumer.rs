@@ -73,6 +73,8 @@ struct Ownership {
 /// Tracks ownership from librdkafka's rebalance callbacks.
 pub struct GroupContext {
     group: String,
+    /// Logical topic, for the logs (a process runs several members of a group).
+    topic: String,
     state: Arc<Mutex<Ownership>>,
 }
 
@@ -89,7 +91,7 @@ impl ConsumerContext for GroupContext {
                 // The new owner's business now.
                 state.owed.remove(&(e.partition() as u32));
             }
-            info!(group = %self.group, generation = state.generation, revoked = tpl.count(), "partitions revoked");
+            info!(group = %self.group, topic = %self.topic, generation = state.generation, revoked = tpl.count(), "partitions revoked");
         }
     }
 
@@ -103,7 +105,7 @@ impl ConsumerContext for GroupContext {
                     state.owned.insert(e.partition(), generation);
                     state.newly_assigned.push(e.partition());
                 }
-                info!(group = %self.group, generation, assigned = tpl.count(), "partitions assigned");
+                info!(group = %self.group, topic = %self.topic, generation, assigned = tpl.count(), "partitions assigned");
             }
             Rebalance::Error(e) => warn!(group = %self.group, error = %e, "rebalance error"),
             Rebalance::Revoke(_) => {}
@@ -155,6 +157,7 @@ impl KafkaConsumer {
         let state = Arc::new(Mutex::new(Ownership::default()));
         let context = GroupContext {
             group: group.to_string(),
+            topic: topic.to_string(),
             state: state.clone(),
         };
         let inner: StreamConsumer<GroupContext> = config
