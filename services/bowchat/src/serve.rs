@@ -115,8 +115,9 @@ pub async fn serve(config: Config, roles: Vec<Role>, demo: bool) -> anyhow::Resu
     if let (Some(_), true) = (&buses.kafka, config.bus.lag_interval_ms > 0) {
         if roles.contains(&Role::Gateway) {
             let group = format!("gateway-{node_id}");
-            lag_groups.push((group.clone(), topics::AUCTION_EVENT));
-            lag_groups.push((group, topics::CHAT_EVENT));
+            for topic in [topics::AUCTION_EVENT, topics::CHAT_EVENT] {
+                lag_groups.push((crate::adapters::gateway_group(&group, topic), topic));
+            }
         }
         crate::lag::spawn(
             config.bus.kafka.clone(),

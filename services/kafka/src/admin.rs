@@ -263,9 +263,11 @@ impl KafkaAdmin {
         let timeout = self.config.admin_timeout();
         // Committed offsets are read by a consumer carrying the group id; it
         // never subscribes, so it does not join or disturb the group.
-        let mut group_config = self.config.admin_config();
-        group_config.set("group.id", group);
-        let reader: BaseConsumer = group_config.create().map_err(kafka)?;
+        let reader: BaseConsumer = self
+            .config
+            .group_reader_config(group)
+            .create()
+            .map_err(kafka)?;
         let probe = self.probe.clone();
         let (group, topic) = (group.to_string(), topic.to_string());
         blocking(move || {

@@ -143,7 +143,6 @@ impl KafkaConfig {
         let mut c = ClientConfig::new();
         c.set("bootstrap.servers", &self.bootstrap)
             .set("client.id", &self.client_id)
-            .set("request.timeout.ms", self.request_timeout_ms.to_string())
             .set("metadata.max.age.ms", self.metadata_max_age_ms.to_string())
             // Topics are created by `KafkaAdmin` only; a typo must fail, not create.
             .set("allow.auto.create.topics", "false");
@@ -155,6 +154,7 @@ impl KafkaConfig {
         let mut c = self.base();
         c.set("enable.idempotence", "true")
             .set("acks", "all")
+            .set("request.timeout.ms", self.request_timeout_ms.to_string())
             .set(
                 "max.in.flight.requests.per.connection",
                 self.max_in_flight.to_string(),
@@ -182,9 +182,20 @@ impl KafkaConfig {
         c
     }
 
-    /// Admin and lag queries.
+    /// Admin queries (librdkafka's admin client is a producer-type handle).
     pub fn admin_config(&self) -> ClientConfig {
-        self.base()
+        let mut c = self.base();
+        c.set("request.timeout.ms", self.request_timeout_ms.to_string());
+        c
+    }
+
+    /// A consumer that reads a group's committed offsets without joining it
+    /// (lag). `request.timeout.ms` is a producer setting: a consumer would warn
+    /// about it at every creation, i.e. at every lag reading.
+    pub fn group_reader_config(&self, group: &str) -> ClientConfig {
+        let mut c = self.base();
+        c.set("group.id", group);
+        c
     }
 }
 
@@ -236,6 +247,10 @@ mod tests {
         let g = c.consumer_config("g");
         assert_eq!(g.get("enable.auto.commit"), Some("false"));
         assert_eq!(g.get("group.id"), Some("g"));
+        // A producer-only property in a consumer is a warning at every creation.
+        assert_eq!(p.get("request.timeout.ms"), Some("10000"));
+        assert_eq!(g.get("request.timeout.ms"), None);
+        assert_eq!(c.group_reader_config("g").get("request.timeout.ms"), None);
     }
 
     #[test]

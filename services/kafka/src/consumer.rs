@@ -2,7 +2,8 @@
 //!
 //! Offsets are committed only by [`Consumer::commit`], for exactly the
 //! partitions of the given records (next offset = last offset + 1), after the
-//! caller made its effect durable. A rebalance context counts generations: each
+//! caller made its effect durable; offsets an earlier commit could not deliver
+//! to the coordinator (a broker restart) ride along with the next one. A rebalance context counts generations: each
 //! revoke or assign bumps the counter and every owned partition remembers the
 //! generation it was assigned in (its epoch). Records remember the epoch of their
 //! partition when they were polled; committing records whose partition was
@@ -31,13 +32,17 @@ use parking_lot::Mutex;
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer as _, ConsumerContext, Rebalance, StreamConsumer,
 };
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tracing::{debug, info, warn};
 
 use crate::config::KafkaConfig;
 use crate::transport;
+
+/// First and longest pause before resuming newly assigned partitions again.
+const SETTLE_BACKOFF_MIN: Duration = Duration::from_millis(100);
+const SETTLE_BACKOFF_MAX: Duration = Duration::from_secs(2);
 
 /// Next offsets stored with the effects (e.g. the auction role's bus offsets
 /// table). Partitions it does not know resume from the group's committed offset.
@@ -60,11 +65,16 @@ struct Ownership {
     owned: HashMap<i32, u64>,
     /// Assigned since `poll` last looked; they may need a seek.
     newly_assigned: Vec<i32>,
+    /// Next offsets of owned partitions whose commit the coordinator did not
+    /// take (a broker restart); sent again with the next commit.
+    owed: BTreeMap<u32, u64>,
 }
 
 /// Tracks ownership from librdkafka's rebalance callbacks.
 pub struct GroupContext {
     group: String,
+    /// Logical topic, for the logs (a process runs several members of a group).
+    topic: String,
     state: Arc<Mutex<Ownership>>,
 }
 
@@ -78,8 +88,10 @@ impl ConsumerContext for GroupContext {
             for e in tpl.elements() {
                 state.owned.remove(&e.partition());
                 state.newly_assigned.retain(|p| *p != e.partition());
+                // The new owner's business now.
+                state.owed.remove(&(e.partition() as u32));
             }
-            info!(group = %self.group, generation = state.generation, revoked = tpl.count(), "partitions revoked");
+            info!(group = %self.group, topic = %self.topic, generation = state.generation, revoked = tpl.count(), "partitions revoked");
         }
     }
 
@@ -93,11 +105,35 @@ impl ConsumerContext for GroupContext {
                     state.owned.insert(e.partition(), generation);
                     state.newly_assigned.push(e.partition());
                 }
-                info!(group = %self.group, generation, assigned = tpl.count(), "partitions assigned");
+                info!(group = %self.group, topic = %self.topic, generation, assigned = tpl.count(), "partitions assigned");
             }
             Rebalance::Error(e) => warn!(group = %self.group, error = %e, "rebalance error"),
             Rebalance::Revoke(_) => {}
         }
+    }
+
+    /// Result of an asynchronous commit, served inside `poll`. Offsets the
+    /// coordinator did not take go with the next commit; a generation error
+    /// needs nothing here, librdkafka rejoins and the revoke follows.
+    fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
+        let Err(e) = result else { return };
+        if e.rdkafka_error_code().is_some_and(is_fencing) {
+            info!(group = %self.group, error = %e, "commit refused by the group; rejoining");
+            return;
+        }
+        let mut state = self.state.lock();
+        let mut failed = BTreeMap::new();
+        for el in offsets.elements() {
+            if let (Offset::Offset(o), true) =
+                (el.offset(), state.owned.contains_key(&el.partition()))
+            {
+                failed.insert(el.partition() as u32, o.max(0) as u64);
+            }
+        }
+        warn!(group = %self.group, error = %e, partitions = ?failed.keys().collect::<Vec<_>>(),
+            "commit not taken; it goes again with the next commit");
+        let owed = std::mem::take(&mut state.owed);
+        state.owed = with_owed(owed, &failed);
     }
 }
 
@@ -121,6 +157,7 @@ impl KafkaConsumer {
         let state = Arc::new(Mutex::new(Ownership::default()));
         let context = GroupContext {
             group: group.to_string(),
+            topic: topic.to_string(),
             state: state.clone(),
         };
         let inner: StreamConsumer<GroupContext> = config
@@ -257,8 +294,19 @@ impl Consumer for KafkaConsumer {
     /// any await, so a `select!` that drops this future loses nothing.
     async fn poll(&mut self, max: usize) -> Result<Vec<Record>, BusError> {
         let max = max.max(1);
+        let mut backoff = SETTLE_BACKOFF_MIN;
         loop {
-            self.settle_assignment().await?;
+            // A store that cannot answer (or a seek librdkafka refuses while
+            // the group settles after a broker restart) must not end `poll`:
+            // the roles treat a poll error as final and would stop for good.
+            // Nothing of the new partitions is handed out meanwhile.
+            if let Err(e) = self.settle_assignment().await {
+                warn!(topic = %self.topic, error = %e, retry_in = ?backoff, "cannot resume newly assigned partitions yet; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(SETTLE_BACKOFF_MAX);
+                continue;
+            }
+            backoff = SETTLE_BACKOFF_MIN;
             if !self.pending.is_empty() {
                 let take = self.pending.len().min(max);
                 let batch: Vec<Record> = self.pending.drain(..take).collect();
@@ -282,18 +330,33 @@ impl Consumer for KafkaConsumer {
         }
     }
 
+    /// Commits asynchronously: the request is queued at once and its result
+    /// arrives in `poll` (see `GroupContext::commit_callback`). A synchronous
+    /// commit waits inside librdkafka without any bound while the coordinator
+    /// is away (a broker restart), and meanwhile this member does not poll, so
+    /// it neither serves its rebalance nor hands out records: a gateway's
+    /// delivery loop or a role hung there. Offsets the coordinator does not
+    /// take are sent again with the next commit; the caller's effects are
+    /// durable already and a record redelivered after a crash is deduplicated
+    /// by every role. Partitions lost in a rebalance are `Fenced` here; the
+    /// broker's generation errors show up as a revoke in `poll`.
     async fn commit(&mut self, records: &[Record]) -> Result<(), BusError> {
         let next = next_offsets(records);
         if next.is_empty() {
             return Ok(());
         }
-        let fenced = fenced_partitions(&self.state.lock().owned, &self.handed_out, next.keys());
-        if !fenced.is_empty() {
-            warn!(topic = %self.topic, ?fenced, "commit refused: partitions lost in a rebalance");
-            return Err(BusError::Fenced);
-        }
+        let offsets = {
+            let mut state = self.state.lock();
+            let fenced = fenced_partitions(&state.owned, &self.handed_out, next.keys());
+            if !fenced.is_empty() {
+                warn!(topic = %self.topic, ?fenced, "commit refused: partitions lost in a rebalance");
+                return Err(BusError::Fenced);
+            }
+            let owed = std::mem::take(&mut state.owed);
+            with_owed(owed, &next)
+        };
         let mut tpl = TopicPartitionList::new();
-        for (partition, offset) in &next {
+        for (partition, offset) in &offsets {
             tpl.add_partition_offset(
                 &self.full_topic,
                 *partition as i32,
@@ -301,26 +364,19 @@ impl Consumer for KafkaConsumer {
             )
             .map_err(transport)?;
         }
-        // Transient failures (a broker restarting) are retried with backoff;
-        // a generation error is final.
-        let mut backoff = Duration::from_millis(100);
-        let give_up = tokio::time::Instant::now() + self.timeout;
-        loop {
-            let inner = self.inner.clone();
-            let attempt = tpl.clone();
-            let result =
-                tokio::task::spawn_blocking(move || inner.commit(&attempt, CommitMode::Sync))
-                    .await
-                    .map_err(|e| BusError::Transport(e.to_string()))?
-                    .map_err(commit_error);
-            match result {
-                Err(BusError::Transport(e)) if tokio::time::Instant::now() + backoff < give_up => {
-                    warn!(topic = %self.topic, error = %e, "commit failed; retrying");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(2));
-                }
-                other => return other,
+        match self
+            .inner
+            .commit(&tpl, CommitMode::Async)
+            .map_err(commit_error)
+        {
+            Err(BusError::Transport(e)) => {
+                warn!(topic = %self.topic, error = %e, "commit not queued; it goes again with the next commit");
+                let mut state = self.state.lock();
+                let owed = std::mem::take(&mut state.owed);
+                state.owed = with_owed(owed, &offsets);
+                Ok(())
             }
+            other => other,
         }
     }
 }
@@ -333,6 +389,16 @@ fn next_offsets(records: &[Record]) -> BTreeMap<u32, u64> {
         *n = (*n).max(r.offset + 1);
     }
     next
+}
+
+/// What to commit: `next` merged over offsets still owed from earlier
+/// commits; a partition's offset never moves back.
+fn with_owed(mut owed: BTreeMap<u32, u64>, next: &BTreeMap<u32, u64>) -> BTreeMap<u32, u64> {
+    for (partition, offset) in next {
+        let entry = owed.entry(*partition).or_insert(*offset);
+        *entry = (*offset).max(*entry);
+    }
+    owed
 }
 
 /// Partitions among `partitions` this member no longer owns in the epoch it
@@ -426,6 +492,23 @@ mod tests {
         let next = next_offsets(&[record(0, 4), record(1, 9), record(0, 6), record(0, 5)]);
         assert_eq!(next, BTreeMap::from([(0, 7), (1, 10)]));
         assert!(next_offsets(&[]).is_empty());
+    }
+
+    #[test]
+    fn owed_offsets_ride_along_and_never_move_back() {
+        // Partition 0 owed 7 and 1 owed 3; now 0 reaches 9 and 2 reaches 4.
+        let owed = BTreeMap::from([(0, 7), (1, 3)]);
+        let next = BTreeMap::from([(0, 9), (2, 4)]);
+        assert_eq!(
+            with_owed(owed, &next),
+            BTreeMap::from([(0, 9), (1, 3), (2, 4)])
+        );
+        // A stale, lower offset never undoes an owed higher one.
+        let owed = BTreeMap::from([(0, 7)]);
+        assert_eq!(
+            with_owed(owed, &BTreeMap::from([(0, 5)])),
+            BTreeMap::from([(0, 7)])
+        );
     }
 
     #[test]

@@ -96,6 +96,27 @@ impl Server {
         log.iter().filter(|l| l.contains(needle)).cloned().collect()
     }
 
+    /// Warning and error log lines so far (what explains a failed scenario).
+    pub fn warnings(&self) -> Vec<String> {
+        let log = self.log.lock().unwrap();
+        log.iter()
+            .filter(|l| l.contains(r#""level":"WARN""#) || l.contains(r#""level":"ERROR""#))
+            .cloned()
+            .collect()
+    }
+
+    /// Writes the whole log to a file under the target folder and says where,
+    /// so a failure can be read in full after the test's folders are gone.
+    pub fn dump_log(&self, name: &str) {
+        let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("{name}-{}.log", std::process::id()));
+        let text = self.log.lock().unwrap().join("\n");
+        match std::fs::write(&path, text) {
+            Ok(()) => eprintln!("server log written to {}", path.display()),
+            Err(e) => eprintln!("cannot write the server log to {}: {e}", path.display()),
+        }
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
     }
