@@ -9,16 +9,7 @@ use support::{Server, User, Ws};
 
 /// Creates a group room owned by `owner` with `members`; returns its id.
 async fn group(server: &Server, owner: &User, members: &[&User]) -> i64 {
-    let ids: Vec<i64> = members.iter().map(|u| u.id).collect();
-    let (status, room) = server
-        .post(
-            "/api/rooms",
-            Some(&owner.token),
-            json!({"name": "Test room", "members": ids}),
-        )
-        .await;
-    assert_eq!(status, 201, "create room: {room}");
-    room["id"].as_i64().expect("room id")
+    server.group_room(owner, "Test room", members).await
 }
 
 /// Sends a CHAT_SEND and waits for its CHAT_RESULT (matched by requestId);

@@ -28,15 +28,7 @@ async fn chat_sent_on_one_gateway_is_history_on_the_other_and_in_mongo() {
 
     let alice = gw_a.user("alice").await;
     let bob = gw_b.user("bob").await;
-    let (status, room) = gw_a
-        .post(
-            "/api/rooms",
-            Some(&alice.token),
-            json!({"name": "docs", "members": [bob.id]}),
-        )
-        .await;
-    assert_eq!(status, 201, "{room}");
-    let room = room["id"].as_i64().unwrap();
+    let room = gw_a.group_room(&alice, "docs", &[&bob]).await;
     let mut a = gw_a.ws(&alice.token).await;
     a.subscribe_room(room, None).await;
     for n in 1..=5 {
@@ -242,15 +234,7 @@ async fn presence_and_typing_cross_gateways_and_end_with_the_connection() {
 
     let erin = gw_b.user("erin").await;
     let frank = gw_a.user("frank").await;
-    let (status, room) = gw_b
-        .post(
-            "/api/rooms",
-            Some(&erin.token),
-            json!({"name": "lobby", "members": [frank.id]}),
-        )
-        .await;
-    assert_eq!(status, 201, "{room}");
-    let room = room["id"].as_i64().unwrap();
+    let room = gw_b.group_room(&erin, "lobby", &[&frank]).await;
 
     // Erin watches on B; Frank arrives on A.
     let mut watcher = gw_b.ws(&erin.token).await;

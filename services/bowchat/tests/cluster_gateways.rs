@@ -67,15 +67,7 @@ async fn bids_and_chat_cross_gateways_in_one_order() {
     // message once, in the same order, with gapless sequence numbers.
     let alice = gw_a.user("alice").await;
     let bob = gw_b.user("bob").await;
-    let (status, room) = gw_a
-        .post(
-            "/api/rooms",
-            Some(&alice.token),
-            json!({"name": "cross", "members": [bob.id]}),
-        )
-        .await;
-    assert_eq!(status, 201, "{room}");
-    let room = room["id"].as_i64().unwrap();
+    let room = gw_a.group_room(&alice, "cross", &[&bob]).await;
     let mut a = gw_a.ws(&alice.token).await;
     let mut b = gw_b.ws(&bob.token).await;
     a.subscribe_room(room, None).await;

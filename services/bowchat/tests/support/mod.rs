@@ -153,6 +153,20 @@ impl Server {
         (status, serde_json::from_str(&text).unwrap_or(Value::Null))
     }
 
+    /// Creates a group room `name` owned by `owner` with `members`; returns its id.
+    pub async fn group_room(&self, owner: &User, name: &str, members: &[&User]) -> i64 {
+        let ids: Vec<i64> = members.iter().map(|u| u.id).collect();
+        let (status, room) = self
+            .post(
+                "/api/rooms",
+                Some(&owner.token),
+                json!({"name": name, "members": ids}),
+            )
+            .await;
+        assert_eq!(status, 201, "create room: {room}");
+        room["id"].as_i64().expect("room id")
+    }
+
     /// Registers `name@test` and returns (user id, access token, refresh token).
     pub async fn user(&self, name: &str) -> User {
         let (status, body) = self
