@@ -7,11 +7,6 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use support::{Server, User, Ws};
 
-/// Creates a group room owned by `owner` with `members`; returns its id.
-async fn group(server: &Server, owner: &User, members: &[&User]) -> i64 {
-    server.group_room(owner, "Test room", members).await
-}
-
 /// Sends a CHAT_SEND and waits for its CHAT_RESULT (matched by requestId);
 /// returns the result and the frames that came before it.
 async fn send_chat(
@@ -81,7 +76,9 @@ async fn concurrent_senders_see_one_gapless_order() {
         server.user("bob").await,
         server.user("cat").await,
     ];
-    let room = group(&server, &users[0], &[&users[1], &users[2]]).await;
+    let room = server
+        .group_room(&users[0], "Test room", &[&users[1], &users[2]])
+        .await;
 
     const PER_CLIENT: usize = 6;
     let total = PER_CLIENT * users.len();
@@ -164,7 +161,7 @@ async fn resubscribe_with_since_replays_exactly_the_missed_messages() {
     let server = Server::start(dir.path(), &[]);
     let ann = server.user("ann").await;
     let bob = server.user("bob").await;
-    let room = group(&server, &ann, &[&bob]).await;
+    let room = server.group_room(&ann, "Test room", &[&bob]).await;
 
     let mut a = server.ws(&ann.token).await;
     let mut b = server.ws(&bob.token).await;
@@ -255,7 +252,7 @@ async fn retried_chat_send_is_deduplicated() {
     let server = Server::start(dir.path(), &[]);
     let ann = server.user("ann").await;
     let bob = server.user("bob").await;
-    let room = group(&server, &ann, &[&bob]).await;
+    let room = server.group_room(&ann, "Test room", &[&bob]).await;
 
     let mut a = server.ws(&ann.token).await;
     a.subscribe_room(room, None).await;
@@ -305,7 +302,7 @@ async fn non_members_cannot_read_or_write_a_group_room() {
     let ann = server.user("ann").await;
     let bob = server.user("bob").await;
     let eve = server.user("eve").await;
-    let room = group(&server, &ann, &[&bob]).await;
+    let room = server.group_room(&ann, "Test room", &[&bob]).await;
 
     let mut a = server.ws(&ann.token).await;
     a.subscribe_room(room, None).await;
@@ -372,7 +369,7 @@ async fn read_markers_reduce_unread_counts() {
     let server = Server::start(dir.path(), &[]);
     let ann = server.user("ann").await;
     let bob = server.user("bob").await;
-    let room = group(&server, &ann, &[&bob]).await;
+    let room = server.group_room(&ann, "Test room", &[&bob]).await;
 
     let mut a = server.ws(&ann.token).await;
     for n in 1..=4 {
@@ -421,8 +418,8 @@ async fn client_msg_ids_are_scoped_to_sender_and_room() {
     let server = Server::start(dir.path(), &[]);
     let ann = server.user("ann").await;
     let bob = server.user("bob").await;
-    let room = group(&server, &ann, &[&bob]).await;
-    let other = group(&server, &ann, &[&bob]).await;
+    let room = server.group_room(&ann, "Test room", &[&bob]).await;
+    let other = server.group_room(&ann, "Test room", &[&bob]).await;
 
     let mut a = server.ws(&ann.token).await;
     let mut b = server.ws(&bob.token).await;
@@ -449,7 +446,7 @@ async fn back_to_back_retries_store_one_message() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path(), &[]);
     let ann = server.user("ann").await;
-    let room = group(&server, &ann, &[]).await;
+    let room = server.group_room(&ann, "Test room", &[]).await;
     let mut a = server.ws(&ann.token).await;
     a.subscribe_room(room, None).await;
 
@@ -491,7 +488,7 @@ async fn history_pages_by_seq() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path(), &[]);
     let ann = server.user("ann").await;
-    let room = group(&server, &ann, &[]).await;
+    let room = server.group_room(&ann, "Test room", &[]).await;
     let mut a = server.ws(&ann.token).await;
     for n in 1..=10 {
         let (r, _) = send_chat(
@@ -550,7 +547,7 @@ async fn messages_survive_a_crash_and_numbering_continues() {
     let mut server = Server::start(dir.path(), &[]);
     let ann = server.user("ann").await;
     let bob = server.user("bob").await;
-    let room = group(&server, &ann, &[&bob]).await;
+    let room = server.group_room(&ann, "Test room", &[&bob]).await;
     let mut a = server.ws(&ann.token).await;
     for n in 1..=3 {
         let (r, _) = send_chat(
@@ -599,7 +596,7 @@ async fn removed_members_lose_access() {
     let server = Server::start(dir.path(), &[]);
     let ann = server.user("ann").await;
     let bob = server.user("bob").await;
-    let room = group(&server, &ann, &[&bob]).await;
+    let room = server.group_room(&ann, "Test room", &[&bob]).await;
     let mut a = server.ws(&ann.token).await;
     let mut b = server.ws(&bob.token).await;
     a.subscribe_room(room, None).await;
@@ -646,7 +643,7 @@ async fn removed_members_cannot_query_presence_or_type() {
     let server = Server::start(dir.path(), &[]);
     let ann = server.user("ann").await;
     let bob = server.user("bob").await;
-    let room = group(&server, &ann, &[&bob]).await;
+    let room = server.group_room(&ann, "Test room", &[&bob]).await;
     let mut a = server.ws(&ann.token).await;
     let mut b = server.ws(&bob.token).await;
     a.subscribe_room(room, None).await;
