@@ -64,6 +64,11 @@ impl Store {
                     cache_kib: config.sqlite.cache_mib.saturating_mul(1024),
                     mmap_bytes: u64::from(config.sqlite.mmap_mib) << 20,
                     wal_autocheckpoint_pages: config.sqlite.wal_autocheckpoint_pages,
+                    results_merge_rows: config.sqlite.results_merge_rows as usize,
+                    results_merge_interval: Duration::from_millis(
+                        config.sqlite.results_merge_interval_ms,
+                    ),
+                    results_prune_rows: config.sqlite.results_prune_rows,
                     ..SqliteOptions::default()
                 };
                 let db = Db::open(&path, &options)

@@ -267,6 +267,13 @@ pub struct SqliteConfig {
     pub mmap_mib: u32,
     /// WAL pages (4 KiB each) after which a commit checkpoints the WAL into the file.
     pub wal_autocheckpoint_pages: u32,
+    /// Bid answers held in memory that start a merge into the results file
+    /// (`<database>-results`); also the most one merge copies.
+    pub results_merge_rows: u32,
+    /// The longest a bid answer waits in memory for a merge (milliseconds).
+    pub results_merge_interval_ms: u64,
+    /// Merged rows of the results log each batch commit deletes at most.
+    pub results_prune_rows: u32,
 }
 
 impl Default for SqliteConfig {
@@ -277,6 +284,9 @@ impl Default for SqliteConfig {
             cache_mib: 64,
             mmap_mib: 256,
             wal_autocheckpoint_pages: 16384,
+            results_merge_rows: 32768,
+            results_merge_interval_ms: 1000,
+            results_prune_rows: 4096,
         }
     }
 }
@@ -284,6 +294,19 @@ impl Default for SqliteConfig {
 impl Config {
     /// Settings that parse but cannot work, found before anything starts.
     pub fn validate(&self) -> Result<(), String> {
+        let sqlite = &self.sqlite;
+        for (name, value) in [
+            ("results_merge_rows", u64::from(sqlite.results_merge_rows)),
+            (
+                "results_merge_interval_ms",
+                sqlite.results_merge_interval_ms,
+            ),
+            ("results_prune_rows", u64::from(sqlite.results_prune_rows)),
+        ] {
+            if value == 0 {
+                return Err(format!("sqlite.{name} must be at least 1"));
+            }
+        }
         if self.bus.kind == BusKind::Kafka {
             self.bus
                 .kafka
@@ -411,6 +434,12 @@ mod tests {
         .unwrap();
         let config = Config::load(Some(&path)).unwrap();
         assert!(config.validate().unwrap_err().contains("max_in_flight"));
+        std::fs::write(&path, "[sqlite]\nresults_merge_rows = 0\n").unwrap();
+        let config = Config::load(Some(&path)).unwrap();
+        assert_eq!(
+            config.validate(),
+            Err("sqlite.results_merge_rows must be at least 1".into())
+        );
     }
 
     #[test]

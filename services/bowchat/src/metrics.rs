@@ -1,5 +1,6 @@
 //! Gauges read at scrape time from the process's own parts: the in-process
-//! bus's lag per consumer group and the SQLite pools' connections. They are
+//! bus's lag per consumer group, the SQLite pools' connections and the bid
+//! answers not yet merged into the results file. They are
 //! computed when Prometheus asks, so nothing has to poll in the background.
 
 use std::sync::Arc;
@@ -8,7 +9,7 @@ use bowchat_bus::InProcessBus;
 use bowchat_store::Db;
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::MetricFamily;
-use prometheus::{IntGaugeVec, Opts};
+use prometheus::{IntGauge, IntGaugeVec, Opts};
 
 /// See the module docs.
 pub struct RuntimeCollector {
@@ -16,6 +17,7 @@ pub struct RuntimeCollector {
     db: Db,
     lag: IntGaugeVec,
     connections: IntGaugeVec,
+    unmerged_results: IntGauge,
 }
 
 impl RuntimeCollector {
@@ -36,11 +38,17 @@ impl RuntimeCollector {
             &["pool", "state"],
         )
         .expect("valid metric");
+        let unmerged_results = IntGauge::new(
+            "bowchat_results_unmerged",
+            "Bid answers stored in the results log and not yet merged into the results file",
+        )
+        .expect("valid metric");
         Self {
             bus,
             db,
             lag,
             connections,
+            unmerged_results,
         }
     }
 }
@@ -49,6 +57,7 @@ impl Collector for RuntimeCollector {
     fn desc(&self) -> Vec<&Desc> {
         let mut descs = self.lag.desc();
         descs.extend(self.connections.desc());
+        descs.extend(self.unmerged_results.desc());
         descs
     }
 
@@ -67,8 +76,10 @@ impl Collector for RuntimeCollector {
                 .with_label_values(&[pool, "in_use"])
                 .set(i64::from(open) - idle);
         }
+        self.unmerged_results.set(self.db.unmerged_results() as i64);
         let mut families = self.lag.collect();
         families.extend(self.connections.collect());
+        families.extend(self.unmerged_results.collect());
         families
     }
 }

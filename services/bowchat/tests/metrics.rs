@@ -60,6 +60,17 @@ async fn exports_bus_lag_db_connections_and_process_gauges() {
         "bowchat_db_connections{pool=\"reader\",state=\"idle\"}"
     )
     .is_some());
+    assert!(
+        sample(
+            &text,
+            "bowchat_db_connections{pool=\"results_writer\",state=\"idle\"}"
+        )
+        .is_some(),
+        "the results file's writer is measured:\n{text}"
+    );
+    // The accepted bid's answer is in memory or already merged: 0 or 1.
+    let unmerged = sample(&text, "bowchat_results_unmerged").expect("unmerged gauge");
+    assert!(unmerged == 0.0 || unmerged == 1.0, "{unmerged}");
     assert!(sample(&text, "process_threads").unwrap_or(0.0) >= 1.0);
     assert!(sample(&text, "process_resident_memory_bytes").unwrap_or(0.0) > 0.0);
     assert_eq!(

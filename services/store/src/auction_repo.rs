@@ -5,7 +5,6 @@
 
 use async_trait::async_trait;
 use bowchat_auction::engine::{AuctionState, Phase, PriceStep};
-use bowchat_auction::messages::CommandResult;
 use bowchat_auction::ports::{
     AuctionBatch, AuctionFilter, AuctionRecord, AuctionRepository, NewAuction, RepoError,
     StoredResult,
@@ -27,7 +26,7 @@ impl SqliteAuctionRepository {
     }
 }
 
-fn unavailable(e: sqlx::Error) -> RepoError {
+pub(crate) fn unavailable(e: sqlx::Error) -> RepoError {
     match &e {
         sqlx::Error::Database(d) if d.is_unique_violation() => {
             RepoError::Conflict(d.message().to_string())
@@ -220,39 +219,7 @@ impl AuctionRepository for SqliteAuctionRepository {
         auction: AuctionId,
         keys: &[(UserId, String)],
     ) -> Result<Vec<StoredResult>, RepoError> {
-        if keys.is_empty() {
-            return Ok(Vec::new());
-        }
-        // One statement for the whole batch, the keys passed as one JSON array:
-        // a statement per key (or per chunk of placeholders) costs a round trip
-        // to sqlx's SQLite thread each, which dominated the bid path. CROSS JOIN
-        // keeps the key list as the outer loop, so every key is a primary-key
-        // lookup.
-        let keys_json = to_json(keys)?;
-        let rows = sqlx::query(
-            "SELECT r.user_id, r.request_id, r.result
-             FROM (SELECT DISTINCT value ->> 0 AS user_id, value ->> 1 AS request_id FROM json_each(?)) AS k
-             CROSS JOIN auction_results AS r
-             WHERE r.auction_id = ? AND r.user_id = k.user_id AND r.request_id = k.request_id",
-        )
-        .bind(keys_json)
-        .bind(auction)
-        .fetch_all(&self.db.reader)
-        .await
-        .map_err(unavailable)?;
-        rows.iter()
-            .map(|row| {
-                let result: String = row.try_get("result").map_err(unavailable)?;
-                let result: CommandResult =
-                    serde_json::from_str(&result).map_err(|e| RepoError::Corrupt(e.to_string()))?;
-                Ok(StoredResult {
-                    auction_id: auction,
-                    user_id: row.try_get("user_id").map_err(unavailable)?,
-                    request_id: row.try_get("request_id").map_err(unavailable)?,
-                    result,
-                })
-            })
-            .collect()
+        self.db.results.find(auction, keys).await
     }
 
     async fn commit(&self, batch: &AuctionBatch) -> Result<(), RepoError> {
@@ -268,11 +235,6 @@ impl AuctionRepository for SqliteAuctionRepository {
             .steps
             .iter()
             .map(|(id, s)| (*id, s.seq, s.bidder, s.amount, s.proxy as i64, s.at))
-            .collect();
-        let results: Vec<(AuctionId, UserId, &str, &CommandResult)> = batch
-            .results
-            .iter()
-            .map(|r| (r.auction_id, r.user_id, r.request_id.as_str(), &r.result))
             .collect();
         let offsets: Vec<(&str, u32, u64)> = batch
             .offsets
@@ -302,18 +264,12 @@ impl AuctionRepository for SqliteAuctionRepository {
             .await
             .map_err(unavailable)?;
         }
-        if !results.is_empty() {
-            // `->` keeps the result as JSON text, so it reads back like any other.
-            sqlx::query(
-                "INSERT OR IGNORE INTO auction_results (auction_id, user_id, request_id, result, created_at)
-                 SELECT value ->> 0, value ->> 1, value ->> 2, value -> 3, ? FROM json_each(?)",
-            )
-            .bind(now)
-            .bind(to_json(&results)?)
-            .execute(&mut *tx)
-            .await
-            .map_err(unavailable)?;
-        }
+        let appended = if batch.results.is_empty() {
+            None
+        } else {
+            Some(self.db.results.append(&mut tx, &batch.results, now).await?)
+        };
+        let pruned = self.db.results.prune(&mut tx).await?;
         for (id, room) in &batch.deal_rooms {
             sqlx::query("UPDATE auctions SET deal_room_id = ? WHERE id = ?")
                 .bind(room)
@@ -333,7 +289,9 @@ impl AuctionRepository for SqliteAuctionRepository {
             .await
             .map_err(unavailable)?;
         }
-        tx.commit().await.map_err(unavailable)
+        tx.commit().await.map_err(unavailable)?;
+        self.db.results.committed(&batch.results, appended, pruned);
+        Ok(())
     }
 
     async fn unfinished(&self) -> Result<Vec<AuctionRecord>, RepoError> {

@@ -1,16 +1,19 @@
 //! Storage adapters. Embedded mode keeps everything in one SQLite file in WAL
 //! mode: a single writer connection (SQLite allows one writer anyway, and one
 //! connection lets each role group-commit a whole batch in one transaction) and
-//! a pool of readers that never block it.
+//! a pool of readers that never block it. The answers to bid requests live in
+//! a second file beside it (see `results_store`).
 
 mod auction_repo;
 mod auth_repo;
 mod chat_repo;
 pub mod chat_rows;
+mod results_store;
 mod social_repo;
 
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::sqlite::{
@@ -20,6 +23,7 @@ use sqlx::sqlite::{
 pub use auction_repo::SqliteAuctionRepository;
 pub use auth_repo::SqliteAuthRepository;
 pub use chat_repo::SqliteChatRepository;
+pub use results_store::results_path;
 pub use social_repo::SqliteSocialRepository;
 
 #[derive(Debug, thiserror::Error)]
@@ -28,6 +32,47 @@ pub enum StoreError {
     Open { path: String, source: sqlx::Error },
     #[error("cannot migrate database: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error(
+        "{path} belongs to another database: move it away (it holds that database's bid answers)"
+    )]
+    ForeignResults { path: String },
+    #[error("the database has {rows} rows whose references point nowhere after migrating")]
+    ForeignKeys { rows: usize },
+}
+
+enum MigrationFailure {
+    Db(sqlx::Error),
+    Migrate(sqlx::migrate::MigrateError),
+    ForeignKeys(usize),
+}
+
+/// Applies the migrations on a connection of its own with foreign keys off:
+/// changing a constraint in SQLite means rebuilding the table (create, copy,
+/// drop, rename), which SQLite's documented procedure does with foreign keys
+/// off, and sqlx runs each migration inside a transaction, where the pragma
+/// cannot be changed. Every reference is checked once they are applied.
+async fn migrate(connect: &SqliteConnectOptions) -> Result<(), MigrationFailure> {
+    use sqlx::{ConnectOptions, Connection};
+    let mut conn = connect
+        .clone()
+        .foreign_keys(false)
+        .connect()
+        .await
+        .map_err(MigrationFailure::Db)?;
+    sqlx::migrate!("./migrations")
+        .run_direct(&mut conn)
+        .await
+        .map_err(MigrationFailure::Migrate)?;
+    let dangling = sqlx::query("PRAGMA foreign_key_check")
+        .fetch_all(&mut conn)
+        .await
+        .map_err(MigrationFailure::Db)?
+        .len();
+    conn.close().await.map_err(MigrationFailure::Db)?;
+    if dangling > 0 {
+        return Err(MigrationFailure::ForeignKeys(dangling));
+    }
+    Ok(())
 }
 
 /// Tuning of the SQLite file; defaults are safe for a crash (SIGKILL) at any moment.
@@ -46,6 +91,13 @@ pub struct SqliteOptions {
     /// WAL pages that trigger a checkpoint. Bids rewrite the same index pages
     /// over and over; a longer WAL lets a checkpoint copy each page once.
     pub wal_autocheckpoint_pages: u32,
+    /// Bid answers held in memory that start a merge into the results file
+    /// (also the most one merge copies).
+    pub results_merge_rows: usize,
+    /// The longest an answer waits in memory for a merge.
+    pub results_merge_interval: Duration,
+    /// Merged log rows each batch commit deletes at most.
+    pub results_prune_rows: u32,
 }
 
 impl Default for SqliteOptions {
@@ -57,6 +109,9 @@ impl Default for SqliteOptions {
             cache_kib: 65536,
             mmap_bytes: 256 << 20,
             wal_autocheckpoint_pages: 16384,
+            results_merge_rows: 32768,
+            results_merge_interval: Duration::from_secs(1),
+            results_prune_rows: 4096,
         }
     }
 }
@@ -66,6 +121,7 @@ impl Default for SqliteOptions {
 pub struct Db {
     pub(crate) writer: SqlitePool,
     pub(crate) reader: SqlitePool,
+    pub(crate) results: Arc<results_store::ResultsStore>,
 }
 
 impl Db {
@@ -99,6 +155,11 @@ impl Db {
                 "wal_autocheckpoint",
                 options.wal_autocheckpoint_pages.to_string(),
             );
+        migrate(&connect).await.map_err(|e| match e {
+            MigrationFailure::Db(source) => open_err(source),
+            MigrationFailure::Migrate(e) => StoreError::Migrate(e),
+            MigrationFailure::ForeignKeys(rows) => StoreError::ForeignKeys { rows },
+        })?;
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .min_connections(1)
@@ -106,14 +167,19 @@ impl Db {
             .connect_with(connect.clone())
             .await
             .map_err(open_err)?;
-        sqlx::migrate!("./migrations").run(&writer).await?;
         let reader = SqlitePoolOptions::new()
             .max_connections(options.readers.max(1))
             .acquire_timeout(Duration::from_secs(30))
-            .connect_with(connect.read_only(true))
+            .connect_with(connect.clone().read_only(true))
             .await
             .map_err(open_err)?;
-        Ok(Db { writer, reader })
+        let results =
+            results_store::ResultsStore::open(path, &connect, options, &writer, &reader).await?;
+        Ok(Db {
+            writer,
+            reader,
+            results,
+        })
     }
 
     /// True when a trivial read succeeds (for `/readyz`).
@@ -122,16 +188,29 @@ impl Db {
     }
 
     /// Connections per pool as (pool, open, idle): `writer` (one connection)
-    /// and `reader`. For the `bowchat_db_connections` gauge.
-    pub fn pool_stats(&self) -> [(&'static str, u32, usize); 2] {
+    /// and `reader` of the main file, `results_writer` and `results_reader` of
+    /// the results file. For the `bowchat_db_connections` gauge.
+    pub fn pool_stats(&self) -> [(&'static str, u32, usize); 4] {
+        let [results_writer, results_reader] = self.results.pool_stats();
         [
             ("writer", self.writer.size(), self.writer.num_idle()),
             ("reader", self.reader.size(), self.reader.num_idle()),
+            results_writer,
+            results_reader,
         ]
     }
 
+    /// Bid answers stored but not yet merged into the results file.
+    pub fn unmerged_results(&self) -> usize {
+        self.results.unmerged_count()
+    }
+
     pub async fn close(&self) {
-        self.writer.close().await;
+        self.results.close().await;
+        // The writer closes last: only the last connection of a file
+        // checkpoints its write-ahead log and removes it, and readers are
+        // read-only, so closing the writer first would leave the log behind.
         self.reader.close().await;
+        self.writer.close().await;
     }
 }

@@ -1,0 +1,454 @@
+//! Where the embedded store keeps the first answer to every bid and cancel
+//! request, so that a retry gets the same answer back.
+//!
+//! Why not one indexed table: request keys arrive in random order, and adding
+//! them batch by batch to a B-tree dirties (and writes to the WAL) one page per
+//! row. That was the largest single cost of the bid path (docs/benchmarks.md).
+//! Results are therefore kept like a small log-structured merge tree:
+//!
+//! 1. A batch commit appends its results to `auction_results_log` in the main
+//!    file, in the same transaction as its bids: appends touch only the last
+//!    pages of the table.
+//! 2. Once that commit succeeded, the results are also held in memory
+//!    ([`Recent`]) until they are merged.
+//! 3. A background merger copies logged rows, sorted by key, into the indexed
+//!    `auction_results` table of a second file (`<main file>-results`) and
+//!    records the log position it merged through in the same transaction.
+//!    Sorted runs touch each index page once. Then it forgets them from memory.
+//! 4. Later batch commits delete merged log rows, a bounded chunk at a time.
+//! 5. Opening merges whatever the log still holds before anything is served.
+//!
+//! A crash at any point loses nothing: log rows are deleted only after the
+//! merge that copied them committed, and a merge interrupted halfway is redone
+//! (`INSERT OR IGNORE`). A lookup reads memory, then the results file; the file
+//! wins when a key is in both, so the first stored answer is the one kept.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::Duration;
+
+use bowchat_auction::messages::CommandResult;
+use bowchat_auction::ports::{RepoError, StoredResult};
+use bowchat_model::{AuctionId, Millis, UserId};
+use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions};
+use sqlx::{Row, Sqlite, Transaction};
+use tracing::{debug, warn};
+
+use crate::auction_repo::unavailable;
+use crate::{SqliteOptions, StoreError};
+
+type ResultKey = (AuctionId, UserId, String);
+
+/// An answer whose log row is not merged yet.
+struct Recent {
+    /// The batch's last log id: the entry can go once the merge passed it.
+    logged_through: i64,
+    result: CommandResult,
+}
+
+#[derive(Default)]
+struct Unmerged {
+    entries: HashMap<ResultKey, Recent>,
+    /// Log ids up to here are in the results file.
+    merged_through: i64,
+}
+
+/// What a batch wrote to the log, handed back after its commit.
+pub(crate) struct Appended {
+    logged_through: i64,
+}
+
+pub(crate) struct ResultsStore {
+    writer: SqlitePool,
+    reader: SqlitePool,
+    /// The main file's readers, for reading the log.
+    log_reader: SqlitePool,
+    unmerged: Mutex<Unmerged>,
+    /// Log ids up to here are deleted from the main file.
+    pruned_through: AtomicI64,
+    wake: tokio::sync::Notify,
+    closed: AtomicBool,
+    merge_rows: usize,
+    merge_interval: Duration,
+    prune_rows: i64,
+}
+
+/// The results file that belongs to the database at `main`.
+pub fn results_path(main: &Path) -> PathBuf {
+    let mut name = main.as_os_str().to_owned();
+    name.push("-results");
+    PathBuf::from(name)
+}
+
+impl ResultsStore {
+    /// Opens the results file beside `main_path`, checks that it belongs to
+    /// this database, merges and prunes what the log holds, and starts the
+    /// merger.
+    pub(crate) async fn open(
+        main_path: &Path,
+        connect: &SqliteConnectOptions,
+        options: &SqliteOptions,
+        main_writer: &SqlitePool,
+        main_reader: &SqlitePool,
+    ) -> Result<Arc<ResultsStore>, StoreError> {
+        let path = results_path(main_path);
+        let shown = path.display().to_string();
+        let open_err = |source| StoreError::Open {
+            path: shown.clone(),
+            source,
+        };
+        let connect = connect.clone().filename(&path);
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(connect.clone())
+            .await
+            .map_err(open_err)?;
+        sqlx::migrate!("./results_migrations").run(&writer).await?;
+        let reader = SqlitePoolOptions::new()
+            .max_connections(options.readers.max(1))
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(connect.read_only(true))
+            .await
+            .map_err(open_err)?;
+
+        let merged_through = link(main_writer, &writer, &shown)
+            .await
+            .map_err(|e| match e {
+                LinkError::Db(source) => open_err(source),
+                LinkError::Foreign => StoreError::ForeignResults {
+                    path: shown.clone(),
+                },
+            })?;
+        let store = Arc::new(ResultsStore {
+            writer,
+            reader,
+            log_reader: main_reader.clone(),
+            unmerged: Mutex::new(Unmerged {
+                entries: HashMap::new(),
+                merged_through,
+            }),
+            pruned_through: AtomicI64::new(0),
+            wake: tokio::sync::Notify::new(),
+            closed: AtomicBool::new(false),
+            merge_rows: options.results_merge_rows.max(1),
+            merge_interval: options
+                .results_merge_interval
+                .max(Duration::from_millis(10)),
+            prune_rows: i64::from(options.results_prune_rows.max(1)),
+        });
+        store.merge_all().await.map_err(open_err)?;
+        let merged = store.merged_through();
+        sqlx::query("DELETE FROM auction_results_log WHERE id <= ?")
+            .bind(merged)
+            .execute(main_writer)
+            .await
+            .map_err(open_err)?;
+        store.pruned_through.store(merged, Ordering::Relaxed);
+        tokio::spawn(run_merger(Arc::downgrade(&store)));
+        Ok(store)
+    }
+
+    fn unmerged(&self) -> MutexGuard<'_, Unmerged> {
+        // A panic while holding the lock leaves the map consistent (every
+        // operation on it is a single insert or retain), so poison is ignored.
+        self.unmerged.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn merged_through(&self) -> i64 {
+        self.unmerged().merged_through
+    }
+
+    /// Answers not yet merged into the results file (for the metrics gauge).
+    pub(crate) fn unmerged_count(&self) -> usize {
+        self.unmerged().entries.len()
+    }
+
+    /// The stored answers among `keys` of one auction, each key once.
+    pub(crate) async fn find(
+        &self,
+        auction: AuctionId,
+        keys: &[(UserId, String)],
+    ) -> Result<Vec<StoredResult>, RepoError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Memory first: an entry leaves memory only after its merge committed,
+        // so a key missed here is in the file by the time the file is read.
+        let mut found: HashMap<(UserId, String), CommandResult> = {
+            let unmerged = self.unmerged();
+            keys.iter()
+                .filter_map(|(user, request)| {
+                    let recent = unmerged.entries.get(&(auction, *user, request.clone()))?;
+                    Some(((*user, request.clone()), recent.result.clone()))
+                })
+                .collect()
+        };
+        // One statement for the whole batch, the keys passed as one JSON array:
+        // a statement per key costs a round trip to sqlx's SQLite thread each.
+        // CROSS JOIN keeps the key list as the outer loop, so every key is a
+        // primary-key lookup.
+        let rows = sqlx::query(
+            "SELECT r.user_id, r.request_id, r.result
+             FROM (SELECT DISTINCT value ->> 0 AS user_id, value ->> 1 AS request_id FROM json_each(?)) AS k
+             CROSS JOIN auction_results AS r
+             WHERE r.auction_id = ? AND r.user_id = k.user_id AND r.request_id = k.request_id",
+        )
+        .bind(serde_json::to_string(keys).map_err(|e| RepoError::Corrupt(e.to_string()))?)
+        .bind(auction)
+        .fetch_all(&self.reader)
+        .await
+        .map_err(unavailable)?;
+        for row in rows {
+            let result: String = row.try_get("result").map_err(unavailable)?;
+            let result: CommandResult =
+                serde_json::from_str(&result).map_err(|e| RepoError::Corrupt(e.to_string()))?;
+            let user: UserId = row.try_get("user_id").map_err(unavailable)?;
+            let request: String = row.try_get("request_id").map_err(unavailable)?;
+            found.insert((user, request), result);
+        }
+        Ok(found
+            .into_iter()
+            .map(|((user_id, request_id), result)| StoredResult {
+                auction_id: auction,
+                user_id,
+                request_id,
+                result,
+            })
+            .collect())
+    }
+
+    /// Appends `results` to the log inside the batch's transaction.
+    pub(crate) async fn append(
+        &self,
+        tx: &mut Transaction<'_, Sqlite>,
+        results: &[StoredResult],
+        now: Millis,
+    ) -> Result<Appended, RepoError> {
+        let rows: Vec<(AuctionId, UserId, &str, &CommandResult)> = results
+            .iter()
+            .map(|r| (r.auction_id, r.user_id, r.request_id.as_str(), &r.result))
+            .collect();
+        // `->` keeps the result as JSON text, so it reads back like any other.
+        let done = sqlx::query(
+            "INSERT INTO auction_results_log (auction_id, user_id, request_id, result, created_at)
+             SELECT value ->> 0, value ->> 1, value ->> 2, value -> 3, ? FROM json_each(?)",
+        )
+        .bind(now)
+        .bind(serde_json::to_string(&rows).map_err(|e| RepoError::Corrupt(e.to_string()))?)
+        .execute(&mut **tx)
+        .await
+        .map_err(unavailable)?;
+        Ok(Appended {
+            logged_through: done.last_insert_rowid(),
+        })
+    }
+
+    /// Deletes the next chunk of merged log rows inside the batch's
+    /// transaction; returns how far the log will be pruned once it commits.
+    pub(crate) async fn prune(
+        &self,
+        tx: &mut Transaction<'_, Sqlite>,
+    ) -> Result<Option<i64>, RepoError> {
+        let pruned = self.pruned_through.load(Ordering::Relaxed);
+        let upto = self
+            .merged_through()
+            .min(pruned.saturating_add(self.prune_rows));
+        if upto <= pruned {
+            return Ok(None);
+        }
+        sqlx::query("DELETE FROM auction_results_log WHERE id <= ?")
+            .bind(upto)
+            .execute(&mut **tx)
+            .await
+            .map_err(unavailable)?;
+        Ok(Some(upto))
+    }
+
+    /// Records what a committed batch appended and pruned.
+    pub(crate) fn committed(
+        &self,
+        results: &[StoredResult],
+        appended: Option<Appended>,
+        pruned: Option<i64>,
+    ) {
+        if let Some(upto) = pruned {
+            self.pruned_through.fetch_max(upto, Ordering::Relaxed);
+        }
+        let Some(appended) = appended else { return };
+        let mut unmerged = self.unmerged();
+        // A merger can copy the rows between the commit and this call; they
+        // are in the file then, and remembering them would keep them forever.
+        if appended.logged_through <= unmerged.merged_through {
+            return;
+        }
+        for r in results {
+            unmerged
+                .entries
+                .entry((r.auction_id, r.user_id, r.request_id.clone()))
+                // The first answer stays; the entry lives until the later
+                // row is merged too, so "nothing in memory" means "all merged".
+                .and_modify(|recent| recent.logged_through = appended.logged_through)
+                .or_insert_with(|| Recent {
+                    logged_through: appended.logged_through,
+                    result: r.result.clone(),
+                });
+        }
+        if unmerged.entries.len() >= self.merge_rows {
+            self.wake.notify_one();
+        }
+    }
+
+    /// Merges until the log holds nothing unmerged.
+    async fn merge_all(&self) -> Result<(), sqlx::Error> {
+        while self.merge_once().await? == self.merge_rows {}
+        Ok(())
+    }
+
+    /// Copies up to `merge_rows` log rows into the results file; returns how
+    /// many it read.
+    async fn merge_once(&self) -> Result<usize, sqlx::Error> {
+        let from = self.merged_through();
+        let rows = sqlx::query(
+            "SELECT id, auction_id, user_id, request_id, result, created_at
+             FROM auction_results_log WHERE id > ? ORDER BY id LIMIT ?",
+        )
+        .bind(from)
+        .bind(self.merge_rows as i64)
+        .fetch_all(&self.log_reader)
+        .await?;
+        let Some(last) = rows.last() else {
+            return Ok(0);
+        };
+        let through: i64 = last.try_get("id")?;
+        let mut sorted = rows
+            .iter()
+            .map(|row| {
+                Ok::<_, sqlx::Error>((
+                    row.try_get::<i64, _>("auction_id")?,
+                    row.try_get::<i64, _>("user_id")?,
+                    row.try_get::<&str, _>("request_id")?,
+                    row.try_get::<i64, _>("id")?,
+                    row.try_get::<&str, _>("result")?,
+                    row.try_get::<i64, _>("created_at")?,
+                ))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        // By key, then by log id: among repeats of a key the first answer is
+        // inserted first and `OR IGNORE` keeps it.
+        sorted.sort_unstable_by(|a, b| (a.0, a.1, a.2, a.3).cmp(&(b.0, b.1, b.2, b.3)));
+        let payload: Vec<(i64, i64, &str, &str, i64)> =
+            sorted.iter().map(|r| (r.0, r.1, r.2, r.4, r.5)).collect();
+        let payload =
+            serde_json::to_string(&payload).map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
+        let mut tx = self.writer.begin().await?;
+        sqlx::query(
+            "INSERT OR IGNORE INTO auction_results (auction_id, user_id, request_id, result, created_at)
+             SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4 FROM json_each(?)",
+        )
+        .bind(payload)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("UPDATE merge_state SET merged_through = ? WHERE id = 1")
+            .bind(through)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        let mut unmerged = self.unmerged();
+        unmerged.merged_through = unmerged.merged_through.max(through);
+        unmerged
+            .entries
+            .retain(|_, recent| recent.logged_through > through);
+        debug!(
+            rows = rows.len(),
+            through,
+            left = unmerged.entries.len(),
+            "merged results"
+        );
+        Ok(rows.len())
+    }
+
+    pub(crate) async fn close(&self) {
+        self.closed.store(true, Ordering::Relaxed);
+        self.wake.notify_one();
+        // Writer last, for the reason given in `Db::close`.
+        self.reader.close().await;
+        self.writer.close().await;
+    }
+
+    pub(crate) fn pool_stats(&self) -> [(&'static str, u32, usize); 2] {
+        [
+            ("results_writer", self.writer.size(), self.writer.num_idle()),
+            ("results_reader", self.reader.size(), self.reader.num_idle()),
+        ]
+    }
+}
+
+enum LinkError {
+    Db(sqlx::Error),
+    Foreign,
+}
+
+impl From<sqlx::Error> for LinkError {
+    fn from(e: sqlx::Error) -> Self {
+        LinkError::Db(e)
+    }
+}
+
+/// Ties a new results file to the main database (or checks an existing tie)
+/// and returns the log position merged so far. A results file left from
+/// another database would answer retries with that database's results, and
+/// its merged position would make the log rows of this one look merged.
+async fn link(main: &SqlitePool, results: &SqlitePool, shown: &str) -> Result<i64, LinkError> {
+    let token: String = sqlx::query_scalar("SELECT token FROM results_link WHERE id = 1")
+        .fetch_one(main)
+        .await?;
+    let (linked, merged_through): (Option<String>, i64) =
+        sqlx::query_as("SELECT link_token, merged_through FROM merge_state WHERE id = 1")
+            .fetch_one(results)
+            .await?;
+    match linked {
+        Some(linked) if linked == token => Ok(merged_through),
+        Some(_) => Err(LinkError::Foreign),
+        None => {
+            sqlx::query("UPDATE merge_state SET link_token = ? WHERE id = 1")
+                .bind(&token)
+                .execute(results)
+                .await?;
+            debug!(path = shown, "results file linked");
+            Ok(merged_through)
+        }
+    }
+}
+
+/// Merges when enough answers wait in memory, or every `merge_interval`.
+/// Ends when the store is closed or dropped.
+async fn run_merger(store: Weak<ResultsStore>) {
+    loop {
+        let Some(this) = store.upgrade() else { return };
+        if this.closed.load(Ordering::Relaxed) {
+            return;
+        }
+        // Holding the store while waiting delays its drop by one interval at
+        // most; the wait ends early when a commit or `close` wakes it.
+        let woken = tokio::select! {
+            _ = this.wake.notified() => true,
+            _ = tokio::time::sleep(this.merge_interval) => false,
+        };
+        if this.closed.load(Ordering::Relaxed) {
+            return;
+        }
+        if !woken && this.unmerged_count() == 0 {
+            continue;
+        }
+        if let Err(e) = this.merge_all().await {
+            if this.closed.load(Ordering::Relaxed) {
+                return;
+            }
+            warn!(error = %e, "cannot merge stored results; retrying");
+        }
+    }
+}
