@@ -70,7 +70,12 @@ pub struct Hub {
     by_user: RwLock<HashMap<UserId, HashSet<u64>>>,
     auction_watchers: RwLock<HashMap<AuctionId, HashSet<u64>>>,
     room_watchers: RwLock<HashMap<RoomId, HashMap<u64, UserId>>>,
-    waiters: Mutex<HashMap<String, oneshot::Sender<Answer>>>,
+    /// REST calls waiting for their answer, by call id. A call id is drawn
+    /// from the same counter as socket ids and travels as `Origin::conn`, so
+    /// every call gets its own answer: concurrent retries with one request id
+    /// (the role answers each, the later ones as duplicates) and one request
+    /// id used on two auctions or rooms never take each other's slot.
+    waiters: Mutex<HashMap<u64, oneshot::Sender<Answer>>>,
 }
 
 fn frame(f: &ServerFrame) -> Outbound {
@@ -254,23 +259,23 @@ impl Hub {
         }
     }
 
-    /// Registers a REST call waiting for the answer to (`user`, `request_id`).
-    pub fn wait_for(&self, user: UserId, request_id: &str) -> oneshot::Receiver<Answer> {
+    /// Registers a REST call: its call id (the command's `Origin::conn`) and
+    /// the answer it will receive.
+    pub fn wait_for(&self) -> (u64, oneshot::Receiver<Answer>) {
+        let call = self.next_conn.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
-        self.waiters
-            .lock()
-            .insert(format!("{user}:{request_id}"), tx);
-        rx
+        self.waiters.lock().insert(call, tx);
+        (call, rx)
     }
 
-    pub fn forget_waiter(&self, user: UserId, request_id: &str) {
-        self.waiters.lock().remove(&format!("{user}:{request_id}"));
+    pub fn forget_waiter(&self, call: u64) {
+        self.waiters.lock().remove(&call);
     }
 
-    fn answer_waiter(&self, user: UserId, request_id: &str, answer: Answer) {
-        if let Some(tx) = self.waiters.lock().remove(&format!("{user}:{request_id}")) {
-            let _ = tx.send(answer);
-        }
+    /// The REST call waiting under `call`; none when `call` is a socket (or
+    /// the call gave up).
+    fn take_waiter(&self, call: u64) -> Option<oneshot::Sender<Answer>> {
+        self.waiters.lock().remove(&call)
     }
 
     pub fn dispatch_auction(&self, fact: AuctionFact) {
@@ -278,7 +283,7 @@ impl Hub {
             AuctionFact::Result {
                 origin,
                 auction_id,
-                user_id,
+                user_id: _,
                 result,
                 duplicate,
             } => {
@@ -291,12 +296,8 @@ impl Hub {
                     result.code.as_deref().unwrap_or("rejected")
                 };
                 metrics().bids.with_label_values(&[label]).inc();
-                if origin.conn == 0 {
-                    self.answer_waiter(
-                        user_id,
-                        &origin.request_id,
-                        Answer::Bid { result, duplicate },
-                    );
+                if let Some(waiter) = self.take_waiter(origin.conn) {
+                    let _ = waiter.send(Answer::Bid { result, duplicate });
                     return;
                 }
                 let f = ServerFrame::BidResult {
@@ -399,7 +400,7 @@ impl Hub {
             ChatFact::Result {
                 origin,
                 room_id,
-                user_id,
+                user_id: _,
                 accepted,
                 code,
                 message,
@@ -409,15 +410,14 @@ impl Hub {
                 if origin.gateway != self.gateway_id {
                     return;
                 }
-                if origin.conn == 0 {
-                    let answer = Answer::Chat {
+                if let Some(waiter) = self.take_waiter(origin.conn) {
+                    let _ = waiter.send(Answer::Chat {
                         accepted,
                         code,
                         message,
                         seq,
                         duplicate,
-                    };
-                    self.answer_waiter(user_id, &origin.request_id, answer);
+                    });
                     return;
                 }
                 let f = ServerFrame::ChatResult {

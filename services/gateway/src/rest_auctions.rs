@@ -311,26 +311,26 @@ async fn submit(
     request_id: String,
     action: Action,
 ) -> Result<(CommandResult, bool), ApiError> {
-    let waiter = state.hub.wait_for(user, &request_id);
+    let (call, waiter) = state.hub.wait_for();
     let command = AuctionCommand {
         auction_id,
         user_id: user,
         origin: Origin {
             gateway: state.hub.gateway_id.clone(),
-            conn: 0,
-            request_id: request_id.clone(),
+            conn: call,
+            request_id,
         },
         action,
     };
     if let Err(e) = state.send_auction(&command).await {
-        state.hub.forget_waiter(user, &request_id);
+        state.hub.forget_waiter(call);
         return Err(e.into());
     }
     let timeout = Duration::from_millis(state.config.command_timeout_ms);
     match tokio::time::timeout(timeout, waiter).await {
         Ok(Ok(Answer::Bid { result, duplicate })) => Ok((result, duplicate)),
         _ => {
-            state.hub.forget_waiter(user, &request_id);
+            state.hub.forget_waiter(call);
             Err(ApiError::new(
                 StatusCode::GATEWAY_TIMEOUT,
                 "TIMEOUT",

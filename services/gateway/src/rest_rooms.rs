@@ -236,14 +236,14 @@ async fn send(
     }
     state.take_rate(caller.id).await?;
     let request_id = format!("rest-{}", body.client_msg_id);
-    let waiter = state.hub.wait_for(caller.id, &request_id);
+    let (call, waiter) = state.hub.wait_for();
     let command = ChatCommand {
         room_id: id,
         user_id: caller.id,
         origin: Origin {
             gateway: state.hub.gateway_id.clone(),
-            conn: 0,
-            request_id: request_id.clone(),
+            conn: call,
+            request_id,
         },
         action: ChatAction::Send {
             client_msg_id: body.client_msg_id,
@@ -251,7 +251,7 @@ async fn send(
         },
     };
     if let Err(e) = state.send_chat(&command).await {
-        state.hub.forget_waiter(caller.id, &request_id);
+        state.hub.forget_waiter(call);
         return Err(e.into());
     }
     let timeout = Duration::from_millis(state.config.command_timeout_ms);
@@ -283,7 +283,7 @@ async fn send(
             Err(ApiError::new(status, &code, message.unwrap_or_default()))
         }
         _ => {
-            state.hub.forget_waiter(caller.id, &request_id);
+            state.hub.forget_waiter(call);
             Err(ApiError::new(
                 StatusCode::GATEWAY_TIMEOUT,
                 "TIMEOUT",

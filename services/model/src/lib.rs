@@ -24,7 +24,8 @@ pub fn now_millis() -> Millis {
 #[serde(rename_all = "camelCase")]
 pub struct Origin {
     pub gateway: String,
-    /// Connection number on that gateway; 0 for REST calls.
+    /// The socket, or the waiting REST call, on that gateway (one counter
+    /// numbers both); 0 when nobody waits for the answer (timer ticks).
     pub conn: u64,
     pub request_id: String,
 }
