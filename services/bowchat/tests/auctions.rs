@@ -443,3 +443,112 @@ async fn only_the_seller_cancels_and_only_before_the_first_bid() {
         (200, json!(true), json!(100))
     );
 }
+
+/// Checks that `steps` continue `last` without a gap or a repeat; returns the
+/// new last step.
+fn follow(last: i64, steps: &Value, context: &str) -> i64 {
+    let mut last = last;
+    for step in steps.as_array().expect("steps array") {
+        let seq = step["seq"].as_i64().unwrap();
+        assert_eq!(seq, last + 1, "{context}: step {seq} after {last}");
+        last = seq;
+    }
+    last
+}
+
+/// While bids flow, every SUBSCRIBE (with `since` or without) gives the steps
+/// after `since`, then `SUBSCRIBED{seq}` at the last of them, then live steps
+/// from `seq + 1` on: nothing missed, nothing twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resubscribing_while_bids_flow_is_gapless() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    let seller = server.user("seller").await;
+    let id = server
+        .auction(&seller, json!({"startingPrice": 100, "increment": 1}))
+        .await["id"]
+        .as_i64()
+        .unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut bidders = Vec::new();
+    for i in 0..4 {
+        let user = server.user(&format!("bidder{i}")).await;
+        let mut ws = server.ws(&user.token).await;
+        let stop = stop.clone();
+        bidders.push(tokio::spawn(async move {
+            let mut next = 100;
+            let mut n = 0;
+            while !stop.load(Ordering::Relaxed) {
+                n += 1;
+                let result = bid(&mut ws, id, &format!("b{i}-{n}"), next).await;
+                next = result["minimum"].as_i64().unwrap_or(next + 1).max(next + 1);
+            }
+        }));
+    }
+
+    let watcher = server.user("watcher").await;
+    let mut ws = server.ws(&watcher.token).await;
+    let mut last = 0;
+    for round in 0..60 {
+        let since = (round % 3 != 2).then_some(last);
+        ws.send(json!({"type": "SUBSCRIBE", "auctionId": id, "since": since}))
+            .await;
+        let (subscribed, before) = ws
+            .until(|f| f["type"] == "SUBSCRIBED" && f["auctionId"] == id)
+            .await;
+        let seq = subscribed["seq"].as_i64().unwrap();
+        assert_eq!(subscribed["truncated"], false, "{subscribed}");
+        let snapshot: Vec<&Value> = before
+            .iter()
+            .filter(|f| f["type"] == "AUCTION_UPDATE")
+            .collect();
+        assert_eq!(
+            snapshot.len(),
+            1,
+            "one snapshot before SUBSCRIBED: {before:?}"
+        );
+        let snapshot = snapshot[0];
+        assert_eq!(snapshot["auction"]["stepCount"], seq, "{snapshot}");
+        match since {
+            Some(since) => {
+                let replayed = follow(since, &snapshot["steps"], &format!("round {round} replay"));
+                assert_eq!(
+                    replayed, seq,
+                    "the replay ends at SUBSCRIBED.seq: {snapshot}"
+                );
+            }
+            None => assert_eq!(snapshot["steps"], json!([]), "{snapshot}"),
+        }
+        last = seq;
+        // Live: at least two more steps, each right after the one before.
+        let target = last + 2;
+        while last < target {
+            let frame = ws.recv().await;
+            if frame["type"] == "AUCTION_UPDATE" {
+                last = follow(last, &frame["steps"], &format!("round {round} live"));
+            }
+        }
+        ws.send(json!({"type": "UNSUBSCRIBE", "auctionId": id}))
+            .await;
+        loop {
+            let frame = ws.recv().await;
+            if frame["type"] == "UNSUBSCRIBED" {
+                break;
+            }
+            if frame["type"] == "AUCTION_UPDATE" {
+                last = follow(
+                    last,
+                    &frame["steps"],
+                    &format!("round {round} before unsubscribe"),
+                );
+            }
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    for bidder in bidders {
+        bidder.await.unwrap();
+    }
+}

@@ -36,7 +36,10 @@ pub enum Outbound {
     },
     AuctionUpdate {
         auction_id: AuctionId,
+        /// The auction's step count after this update.
         step_count: i64,
+        /// Whether the update carries price steps (a phase change carries none).
+        has_steps: bool,
         text: Arc<str>,
     },
     ChatMessage {
@@ -320,11 +323,13 @@ impl Hub {
                 );
             }
             AuctionFact::Updated { auction, steps } => {
-                let (id, step_count) = (auction.id, auction.step_count);
+                let (id, step_count, has_steps) =
+                    (auction.id, auction.step_count, !steps.is_empty());
                 let f = ServerFrame::AuctionUpdate { auction, steps };
                 let out = Outbound::AuctionUpdate {
                     auction_id: id,
                     step_count,
+                    has_steps,
                     text: f.to_text().into(),
                 };
                 self.to_auction(id, out, &[]);

@@ -303,7 +303,10 @@ impl Session {
                     limit: Some(max),
                 };
                 match self.state.auctions.steps(id, page, max).await {
-                    Ok(steps) => {
+                    Ok(mut steps) => {
+                        // Steps stored after the snapshot was read arrive
+                        // live: replaying them too would deliver them twice.
+                        steps.retain(|s| s.seq <= view.step_count);
                         truncated = steps.last().is_some_and(|s| s.seq < view.step_count);
                         steps
                     }
@@ -601,12 +604,17 @@ impl Session {
             Outbound::AuctionUpdate {
                 auction_id,
                 step_count,
+                has_steps,
                 text,
             } => {
                 let Some(known) = self.auctions.get_mut(&auction_id) else {
                     return Vec::new();
                 };
-                if step_count < *known {
+                // A batch's steps are stored in one commit, so an update whose
+                // last step is at or before what this connection has carries
+                // only steps it has (the subscribe snapshot or a replay). An
+                // update without steps at the known count is a phase change.
+                if step_count < *known || (has_steps && step_count == *known) {
                     return Vec::new();
                 }
                 *known = step_count;
