@@ -275,3 +275,63 @@ async fn malformed_rest_bodies_get_problem_json() {
     healthy(&server).await;
     assert!(server.alive());
 }
+
+/// A wrong method on a known path, and a plain GET of `/ws`, answer
+/// problem+json like every other error (405 keeps its `Allow` header).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_methods_and_plain_ws_gets_are_problems() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    let http = reqwest::Client::new();
+    let cases = [
+        (
+            reqwest::Method::DELETE,
+            "/api/auctions",
+            405,
+            "METHOD_NOT_ALLOWED",
+        ),
+        (reqwest::Method::POST, "/metrics", 405, "METHOD_NOT_ALLOWED"),
+        (
+            reqwest::Method::PUT,
+            "/api/auth/login",
+            405,
+            "METHOD_NOT_ALLOWED",
+        ),
+        (
+            reqwest::Method::GET,
+            "/ws",
+            400,
+            "WEBSOCKET_UPGRADE_REQUIRED",
+        ),
+    ];
+    for (method, path, status, code) in cases {
+        let response = http
+            .request(method.clone(), server.url(path))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), status, "{method} {path}");
+        let headers = response.headers().clone();
+        let ct = headers
+            .get("content-type")
+            .map(|v| v.to_str().unwrap().to_string())
+            .unwrap_or_default();
+        assert!(
+            ct.starts_with("application/problem+json"),
+            "{method} {path}: content-type {ct:?}"
+        );
+        if status == 405 {
+            let allow = headers
+                .get("allow")
+                .map(|v| v.to_str().unwrap().to_string());
+            assert!(
+                allow.as_deref().is_some_and(|a| !a.is_empty()),
+                "{method} {path}: Allow {allow:?}"
+            );
+        }
+        let problem: Value = response.json().await.expect("problem body is JSON");
+        assert_eq!(problem["code"], code, "{method} {path}: {problem}");
+        assert_eq!(problem["status"], status, "{problem}");
+    }
+    healthy(&server).await;
+}

@@ -303,6 +303,8 @@ fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics_text))
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
         .route("/readyz", get(readyz))
+        // After every route: it applies to the routes registered before it.
+        .method_not_allowed_fallback(method_not_allowed)
         .fallback(web::serve)
         .layer(middleware::from_fn(count_requests))
         .layer(DefaultBodyLimit::max(body_limit))
@@ -311,6 +313,15 @@ fn router(state: AppState) -> Router {
         app = app.fallback_service(tower_http::services::ServeDir::new(root));
     }
     app
+}
+
+/// A known path asked with a method it does not take (axum adds `Allow`).
+async fn method_not_allowed(method: axum::http::Method) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "METHOD_NOT_ALLOWED",
+        format!("{method} is not allowed here; the Allow header lists what is"),
+    )
 }
 
 async fn readyz(State(state): State<AppState>) -> Response {

@@ -8,6 +8,7 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, State};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -37,8 +38,21 @@ pub async fn upgrade(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     Params(query): Params<WsQuery>,
-    ws: WebSocketUpgrade,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
+    // A plain GET (or a broken handshake) gets a problem like every other
+    // error, with the status axum chose (400, 405 or 426).
+    let ws = match ws {
+        Ok(ws) => ws,
+        Err(rejection) => {
+            return ApiError::new(
+                rejection.status(),
+                "WEBSOCKET_UPGRADE_REQUIRED",
+                format!("/ws speaks WebSocket only: {}", rejection.body_text()),
+            )
+            .into_response()
+        }
+    };
     let token = query.access_token.or_else(|| {
         headers
             .get(header::AUTHORIZATION)
