@@ -91,8 +91,9 @@ impl AuctionBatch {
 
 #[async_trait]
 pub trait AuctionRepository: Send + Sync + 'static {
-    /// Creates the auction and its public room. With an `external_id` already
-    /// used, returns the existing auction instead.
+    /// Creates the auction and its public room. With an `external_id` the same
+    /// seller already used, returns that auction instead; the key belongs to
+    /// its seller, so another seller's equal key creates a new auction.
     async fn create(&self, new: NewAuction, now: Millis) -> Result<AuctionRecord, RepoError>;
     async fn get(&self, id: AuctionId) -> Result<Option<AuctionRecord>, RepoError>;
     async fn list(&self, filter: &AuctionFilter) -> Result<Vec<AuctionRecord>, RepoError>;

@@ -552,3 +552,39 @@ async fn resubscribing_while_bids_flow_is_gapless() {
         bidder.await.unwrap();
     }
 }
+
+/// `externalId` is an idempotency key of the creator: repeating it returns the
+/// creator's auction, while another user's equal key creates their own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn external_ids_belong_to_their_creator() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    let ann = server.user("ann").await;
+    let bob = server.user("bob").await;
+    let server = &server;
+    let create = |user: &User, title: &str| {
+        let body = json!({"title": title, "startingPrice": 100, "durationSecs": 600, "externalId": "k8s:uid-1"});
+        let token = user.token.clone();
+        async move { server.post("/api/auctions", Some(&token), body).await }
+    };
+    let (status, first) = create(&ann, "Ann's lamp").await;
+    assert_eq!(status, 201, "{first}");
+    let (status, again) = create(&ann, "Ann's lamp, retried").await;
+    assert_eq!(status, 201, "{again}");
+    assert_eq!(again["id"], first["id"], "a retry returns the same auction");
+    assert_eq!(again["title"], "Ann's lamp");
+
+    let (status, bobs) = create(&bob, "Bob's chair").await;
+    assert_eq!(status, 201, "{bobs}");
+    assert_ne!(bobs["id"], first["id"], "Bob gets his own auction: {bobs}");
+    assert_eq!(bobs["sellerId"], bob.id, "{bobs}");
+    assert_eq!(bobs["title"], "Bob's chair");
+    let (status, anns) = server
+        .get(&format!("/api/auctions/{}", first["id"]), None)
+        .await;
+    assert_eq!(status, 200, "{anns}");
+    assert_eq!(
+        anns["sellerId"], ann.id,
+        "Ann's auction is untouched: {anns}"
+    );
+}

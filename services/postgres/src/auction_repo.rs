@@ -279,7 +279,7 @@ impl AuctionRepository for PgAuctionRepository {
         let id: Option<i64> = sqlx::query_scalar(
             "INSERT INTO auctions (title, description, seller, phase, state, external_id, created_at, updated_at)
              VALUES ($1, $2, $3, $4, $5::JSONB, $6, $7, $7)
-             ON CONFLICT (external_id) DO NOTHING RETURNING id",
+             ON CONFLICT (seller, external_id) DO NOTHING RETURNING id",
         )
         .bind(&new.title)
         .bind(&new.description)
@@ -294,8 +294,9 @@ impl AuctionRepository for PgAuctionRepository {
         let Some(id) = id else {
             tx.rollback().await.map_err(db_error)?;
             let existing: AuctionRecord = sqlx::query(&format!(
-                "SELECT {AUCTION_COLUMNS} FROM auctions WHERE external_id = $1"
+                "SELECT {AUCTION_COLUMNS} FROM auctions WHERE seller = $1 AND external_id = $2"
             ))
+            .bind(seller)
             .bind(&new.external_id)
             .fetch_one(&self.store.pool)
             .await

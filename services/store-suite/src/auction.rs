@@ -91,11 +91,25 @@ pub async fn create_is_idempotent_by_external_id(store: Arc<dyn Store>) {
     assert_eq!(first.state.phase, Phase::Scheduled);
     assert_eq!(first.state, AuctionState::new(terms(7), 500));
     let again = repo
-        .create(new_auction("other title", 8, Some("uid-1")), 600)
+        .create(new_auction("other title", 7, Some("uid-1")), 600)
         .await
         .unwrap();
     assert_eq!(again, first);
     assert_eq!(repo.get(first.id).await.unwrap(), Some(first.clone()));
+
+    // The key is the seller's own: another seller's equal key is a new auction.
+    let other = repo
+        .create(new_auction("other title", 8, Some("uid-1")), 600)
+        .await
+        .unwrap();
+    assert_ne!(other.id, first.id);
+    assert_eq!(other.state.terms.seller, 8);
+    assert_eq!(
+        repo.create(new_auction("x", 8, Some("uid-1")), 700)
+            .await
+            .unwrap(),
+        other
+    );
 
     // Without an external id every call creates a new auction.
     let a = repo.create(new_auction("a", 7, None), 700).await.unwrap();

@@ -96,7 +96,8 @@ impl AuctionRepository for SqliteAuctionRepository {
         let mut tx = self.db.writer.begin().await.map_err(unavailable)?;
         if let Some(external) = &new.external_id {
             let existing: Option<i64> =
-                sqlx::query_scalar("SELECT id FROM auctions WHERE external_id = ?")
+                sqlx::query_scalar("SELECT id FROM auctions WHERE seller = ? AND external_id = ?")
+                    .bind(new.terms.seller)
                     .bind(external)
                     .fetch_optional(&mut *tx)
                     .await
