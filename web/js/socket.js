@@ -142,6 +142,13 @@ class Live {
         this.pending.delete(frame.requestId);
         break;
       case 'ERROR':
+        // TIMEOUT: the server gave up waiting for the result; the same
+        // requestId again returns the outcome (the first answer), so the
+        // command stays pending and goes again instead of failing.
+        if (frame.code === 'TIMEOUT' && this.pending.has(frame.requestId)) {
+          this.send(this.pending.get(frame.requestId));
+          return;
+        }
         if (frame.requestId) this.pending.delete(frame.requestId);
         if (frame.code === 'TOKEN_EXPIRED') {
           accessToken()

@@ -19,6 +19,9 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// This process's name on the bus; results are routed back to it. Random if unset.
     pub node_id: Option<String>,
+    /// After one of the process's roles stopped, how long it stays up
+    /// answering `/readyz` with 503 before it exits with an error.
+    pub role_exit_delay_ms: u64,
     pub log: LogConfig,
     pub gateway: GatewayConfig,
     pub auth: AuthConfig,
@@ -37,6 +40,7 @@ impl Default for Config {
             listen: "127.0.0.1:8080".into(),
             data_dir: PathBuf::from("data"),
             node_id: None,
+            role_exit_delay_ms: 3000,
             log: LogConfig::default(),
             gateway: GatewayConfig::default(),
             auth: AuthConfig::default(),
@@ -377,7 +381,13 @@ impl Config {
             figment = figment.merge(Toml::file(file));
         }
         figment
-            .merge(Env::prefixed("BOWCHAT_").split("__"))
+            // BOWCHAT_CONFIG names the file (a flag's variable) and
+            // BOWCHAT_DEBUG_FAULT is read by `fault`; neither is a setting.
+            .merge(
+                Env::prefixed("BOWCHAT_")
+                    .ignore(&["CONFIG", "DEBUG_FAULT"])
+                    .split("__"),
+            )
             .extract()
             .map_err(Box::new)
     }

@@ -5,10 +5,12 @@ mod adapters;
 mod admin;
 mod config;
 mod demo;
+mod fault;
 mod lag;
 mod metrics;
 mod redis_state;
 mod serve;
+mod supervise;
 
 use std::path::PathBuf;
 

@@ -15,6 +15,7 @@ use tracing::{error, info, warn};
 
 use crate::adapters::{Buses, Database, Store};
 use crate::config::{Config, LogConfig, StoreKind};
+use crate::supervise::{RoleStopped, Roles, RolesAlive};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Role {
@@ -70,6 +71,7 @@ pub async fn serve(config: Config, roles: Vec<Role>, demo: bool) -> anyhow::Resu
     // Roles join their groups before the gateway accepts traffic, so the
     // in-process bus never drops a command published before a consumer exists.
     let mut lag_groups: Vec<(String, &'static str)> = Vec::new();
+    let mut role_tasks = Roles::default();
     if roles.contains(&Role::Auction) {
         let role_config = AuctionRoleConfig {
             max_batch: config.auction.max_batch.max(1),
@@ -82,12 +84,9 @@ pub async fn serve(config: Config, roles: Vec<Role>, demo: bool) -> anyhow::Resu
             .auction_members(&store, &role_config.group, concurrency)
             .await?;
         for (consumer, repo) in members {
+            let consumer = crate::fault::consumer("auction", consumer);
             let mut role = AuctionRole::new(repo, bus.clone(), role_config.clone());
-            tokio::spawn(async move {
-                if let Err(e) = role.run_with(consumer).await {
-                    error!(error = %e, "auction role stopped");
-                }
-            });
+            role_tasks.spawn("auction", async move { role.run_with(consumer).await });
         }
     }
     if roles.contains(&Role::Chat) {
@@ -99,17 +98,14 @@ pub async fn serve(config: Config, roles: Vec<Role>, demo: bool) -> anyhow::Resu
         };
         lag_groups.push((role_config.group.clone(), topics::CHAT_MESSAGE));
         for consumer in buses.chat_members(&role_config.group, concurrency).await? {
+            let consumer = crate::fault::consumer("chat", consumer);
             let mut role = ChatRole::new(
                 store.chat(),
                 bus.clone(),
                 role_config.clone(),
                 prometheus::default_registry(),
             );
-            tokio::spawn(async move {
-                if let Err(e) = role.run_with(consumer).await {
-                    error!(error = %e, "chat role stopped");
-                }
-            });
+            role_tasks.spawn("chat", async move { role.run_with(consumer).await });
         }
     }
     if let (Some(_), true) = (&buses.kafka, config.bus.lag_interval_ms > 0) {
@@ -165,14 +161,16 @@ pub async fn serve(config: Config, roles: Vec<Role>, demo: bool) -> anyhow::Resu
             .route("/metrics", axum::routing::get(metrics_text))
             .route("/healthz", axum::routing::get(|| async { "ok" }));
         info!(addr = %addr, node = %node_id, "running without a gateway; serving /metrics");
-        axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown_signal())
-            .await?;
+        let server = axum::serve(listener, app).with_graceful_shutdown(shutdown_signal());
+        let outcome = tokio::select! {
+            result = std::future::IntoFuture::into_future(server) => result.map_err(anyhow::Error::from),
+            stopped = role_tasks.stopped() => Err(role_stopped(stopped, &config).await),
+        };
         if let Some(kafka) = &buses.kafka {
             let _ = kafka.flush(std::time::Duration::from_secs(5));
         }
         store.close().await;
-        return Ok(());
+        return outcome;
     }
     let social = Arc::new(
         SocialLogin::new(
@@ -211,7 +209,10 @@ pub async fn serve(config: Config, roles: Vec<Role>, demo: bool) -> anyhow::Resu
         auctions,
         chat,
         bus: buses.gateway.clone(),
-        readiness: Arc::new(store.clone()),
+        readiness: Arc::new(ProcessReadiness {
+            store: store.clone(),
+            roles: role_tasks.alive(),
+        }),
         ephemeral,
     })
     .await?;
@@ -230,10 +231,14 @@ pub async fn serve(config: Config, roles: Vec<Role>, demo: bool) -> anyhow::Resu
         let _ = stopping.wait_for(|stopping| *stopping).await;
         tokio::time::sleep(std::time::Duration::from_secs(5)).await;
     };
-    tokio::select! {
-        result = std::future::IntoFuture::into_future(server) => result?,
-        _ = grace => warn!("connections still open after the grace period; closing them"),
-    }
+    let outcome = tokio::select! {
+        result = std::future::IntoFuture::into_future(server) => result.map_err(anyhow::Error::from),
+        _ = grace => {
+            warn!("connections still open after the grace period; closing them");
+            Ok(())
+        }
+        stopped = role_tasks.stopped() => Err(role_stopped(stopped, &config).await),
+    };
     info!("shutting down");
     if let Some(redis_gateway) = &redis_gateway {
         redis_gateway.shutdown().await;
@@ -244,7 +249,29 @@ pub async fn serve(config: Config, roles: Vec<Role>, demo: bool) -> anyhow::Resu
         }
     }
     store.close().await;
-    Ok(())
+    outcome
+}
+
+/// A role stopped: the process is not ready from now on (see
+/// `supervise`); it stays up `role_exit_delay_ms` so a probe sees that,
+/// then ends with the role's reason as its error.
+async fn role_stopped(stopped: RoleStopped, config: &Config) -> anyhow::Error {
+    error!(role = stopped.role, reason = %stopped.reason, "role stopped; the process is not ready and will exit");
+    tokio::time::sleep(std::time::Duration::from_millis(config.role_exit_delay_ms)).await;
+    anyhow::anyhow!("{stopped}")
+}
+
+/// `/readyz`: storage answers and every role of the process runs.
+struct ProcessReadiness {
+    store: Store,
+    roles: RolesAlive,
+}
+
+#[async_trait::async_trait]
+impl bowchat_gateway::Readiness for ProcessReadiness {
+    async fn ready(&self) -> bool {
+        self.roles.get() && self.store.ready().await
+    }
 }
 
 async fn metrics_text() -> String {

@@ -132,7 +132,7 @@ struct Answered {
 struct ClientRun {
     user: i64,
     answers: Vec<Answered>,
-    /// Requests answered `UNAVAILABLE` and sent again with the same id.
+    /// Requests answered `UNAVAILABLE` or `TIMEOUT` and sent again with the same id.
     retries: usize,
     /// Why the client stopped early.
     failure: Option<String>,
@@ -184,9 +184,12 @@ async fn restart_under_load() {
                         run.failure = Some(format!("no answer to {rid} within {ANSWER_WAIT:?}"));
                         break 'bids;
                     };
-                    let unavailable = frame["code"] == "UNAVAILABLE"
-                        || frame["result"]["code"] == "UNAVAILABLE";
-                    if !unavailable {
+                    // TIMEOUT: the gateway gave up waiting (a bid held
+                    // through the outage); the retry learns the outcome.
+                    let retry = ["UNAVAILABLE", "TIMEOUT"]
+                        .iter()
+                        .any(|code| frame["code"] == *code || frame["result"]["code"] == *code);
+                    if !retry {
                         break frame;
                     }
                     run.retries += 1;
@@ -293,7 +296,7 @@ async fn restart_under_load() {
     }
     eprintln!(
         "{accepted} accepted bids, {after_restart} after the broker came back, \
-         {retries} resent after UNAVAILABLE"
+         {retries} resent after UNAVAILABLE or TIMEOUT"
     );
     assert!(after_restart > 0, "bidding resumed after the restart");
     let amounts: Vec<i64> =

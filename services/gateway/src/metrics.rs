@@ -16,6 +16,8 @@ pub struct Metrics {
     pub chat_delivery_latency: Histogram,
     pub http_requests: IntCounterVec,
     pub slow_disconnects: prometheus::IntCounter,
+    /// Commands answered TIMEOUT by the gateway, by `via` (ws, rest).
+    pub command_timeouts: IntCounterVec,
 }
 
 pub fn metrics() -> &'static Metrics {
@@ -69,6 +71,12 @@ pub fn metrics() -> &'static Metrics {
             slow_disconnects: prometheus::register_int_counter!(
                 "bowchat_ws_slow_disconnects_total",
                 "Connections closed because their outbound queue was full"
+            )
+            .unwrap(),
+            command_timeouts: register_int_counter_vec!(
+                "bowchat_command_timeouts_total",
+                "Commands answered TIMEOUT because no result came within gateway.command_timeout_ms",
+                &["via"]
             )
             .unwrap(),
         }

@@ -331,6 +331,10 @@ async fn submit(
         Ok(Ok(Answer::Bid { result, duplicate })) => Ok((result, duplicate)),
         _ => {
             state.hub.forget_waiter(call);
+            crate::metrics::metrics()
+                .command_timeouts
+                .with_label_values(&["rest"])
+                .inc();
             Err(ApiError::new(
                 StatusCode::GATEWAY_TIMEOUT,
                 "TIMEOUT",

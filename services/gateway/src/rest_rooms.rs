@@ -284,6 +284,10 @@ async fn send(
         }
         _ => {
             state.hub.forget_waiter(call);
+            crate::metrics::metrics()
+                .command_timeouts
+                .with_label_values(&["rest"])
+                .inc();
             Err(ApiError::new(
                 StatusCode::GATEWAY_TIMEOUT,
                 "TIMEOUT",

@@ -27,6 +27,8 @@ use crate::{ApiError, AppState, Params};
 
 /// Most queued frames written together before one flush.
 const MAX_FRAMES_PER_WRITE: usize = 64;
+/// A deadline that never comes (the expiry timer while nothing is in flight).
+const FAR_FUTURE: Duration = Duration::from_secs(86_400 * 365);
 
 #[derive(Deserialize)]
 pub struct WsQuery {
@@ -103,6 +105,11 @@ async fn run(
     let heartbeat = Duration::from_secs(state.config.ping_interval_secs.max(1));
     let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + heartbeat, heartbeat);
     let mut last_seen = Instant::now();
+    // Fires when the oldest unanswered bid times out; re-armed only when that
+    // deadline changes, so a steady stream of bids does not churn the timer.
+    let expiry = tokio::time::sleep(FAR_FUTURE);
+    tokio::pin!(expiry);
+    let mut armed: Option<Instant> = None;
 
     let welcome = session.welcome();
     if send(&mut socket, &welcome).await.is_err() {
@@ -110,7 +117,28 @@ async fn run(
         return;
     }
     loop {
+        let next_expiry = session.next_expiry();
+        if next_expiry != armed {
+            armed = next_expiry;
+            if let Some(at) = next_expiry {
+                expiry.as_mut().reset(at.into());
+            }
+        }
         tokio::select! {
+            _ = &mut expiry, if armed.is_some() => {
+                armed = None;
+                expiry.as_mut().reset((Instant::now() + FAR_FUTURE).into());
+                let mut failed = false;
+                for reply in session.expire_in_flight() {
+                    if send(&mut socket, &reply).await.is_err() {
+                        failed = true;
+                        break;
+                    }
+                }
+                if failed {
+                    break;
+                }
+            }
             incoming = socket.recv() => {
                 let Some(Ok(message)) = incoming else { break };
                 last_seen = Instant::now();

@@ -1,8 +1,8 @@
 //! The protocol state of one WebSocket connection: who it is, what it watches,
 //! and how each client frame turns into bus commands or direct replies.
 
-use std::collections::{HashMap, HashSet};
-use std::time::Instant;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::time::{Duration, Instant};
 
 use bowchat_auction::messages::{Action, AuctionCommand};
 use bowchat_auction::AuctionView;
@@ -34,7 +34,11 @@ pub struct Session {
     present: HashSet<RoomId>,
     /// Whether the connection registry counts this connection.
     registered: bool,
+    /// Bids sent and not answered yet, with when they were sent.
     in_flight: HashMap<String, Instant>,
+    /// The same bids in the order they were sent, for expiry; entries answered
+    /// (or re-sent) meanwhile no longer match `in_flight` and are skipped.
+    sent: VecDeque<(Instant, String)>,
     close: bool,
 }
 
@@ -54,6 +58,7 @@ impl Session {
             present: HashSet::new(),
             registered: false,
             in_flight: HashMap::new(),
+            sent: VecDeque::new(),
             close: false,
         }
     }
@@ -507,7 +512,9 @@ impl Session {
             origin: self.origin(request_id.clone()),
             action,
         };
-        self.in_flight.insert(request_id.clone(), Instant::now());
+        let now = Instant::now();
+        self.in_flight.insert(request_id.clone(), now);
+        self.sent.push_back((now, request_id.clone()));
         if let Err(e) = self.state.send_auction(&command).await {
             self.in_flight.remove(&request_id);
             tracing::error!(error = %e, "cannot publish a bid");
@@ -579,6 +586,49 @@ impl Session {
             );
         }
         Vec::new()
+    }
+
+    fn command_timeout(&self) -> Duration {
+        Duration::from_millis(self.state.config.command_timeout_ms)
+    }
+
+    /// When the oldest unanswered bid times out, if any bid is unanswered.
+    pub fn next_expiry(&mut self) -> Option<Instant> {
+        while let Some((sent, request_id)) = self.sent.front() {
+            if self.in_flight.get(request_id) == Some(sent) {
+                return Some(*sent + self.command_timeout());
+            }
+            self.sent.pop_front();
+        }
+        None
+    }
+
+    /// Answers `TIMEOUT` to every bid unanswered for `command_timeout_ms`
+    /// and frees its slot: a result lost on the way (a worker that died
+    /// mid-batch) must not hold one of the `MAX_IN_FLIGHT` slots until the
+    /// client reconnects. The client learns the outcome by retrying with the
+    /// same request id; a late result is still delivered if it comes.
+    pub fn expire_in_flight(&mut self) -> Vec<ServerFrame> {
+        let deadline = Instant::now() - self.command_timeout();
+        let mut expired = Vec::new();
+        while let Some((sent, _)) = self.sent.front() {
+            if *sent > deadline {
+                break;
+            }
+            let Some((sent, request_id)) = self.sent.pop_front() else {
+                break;
+            };
+            if self.in_flight.get(&request_id) == Some(&sent) {
+                self.in_flight.remove(&request_id);
+                metrics().command_timeouts.with_label_values(&["ws"]).inc();
+                expired.push(ServerFrame::error(
+                    "TIMEOUT",
+                    "no result in time; retry with the same requestId to learn the outcome",
+                    Some(request_id),
+                ));
+            }
+        }
+        expired
     }
 
     /// Turns a queued item into the texts to write, dropping what this

@@ -131,6 +131,20 @@ impl Server {
         matches!(self.child.try_wait(), Ok(None))
     }
 
+    /// How the process ended, once it ends within `within`; None if it still runs.
+    pub async fn exit_within(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     pub async fn post(&self, path: &str, token: Option<&str>, body: Value) -> (u16, Value) {
         let mut request = self.http.post(self.url(path)).json(&body);
         if let Some(token) = token {
