@@ -111,6 +111,12 @@ pub trait AuctionRepository: Send + Sync + 'static {
         keys: &[(UserId, String)],
     ) -> Result<Vec<StoredResult>, RepoError>;
     async fn commit(&self, batch: &AuctionBatch) -> Result<(), RepoError>;
+    /// Forgets at most `max_rows` stored answers that refused their command
+    /// and were stored before `refused_before`; returns how many went. An
+    /// accepted answer is kept as long as its auction (it is one per price
+    /// step), so retrying an accepted bid never places it twice.
+    async fn expire_results(&self, refused_before: Millis, max_rows: u32)
+        -> Result<u64, RepoError>;
     /// Auctions not yet closed or cancelled, for the role's timers.
     async fn unfinished(&self) -> Result<Vec<AuctionRecord>, RepoError>;
     /// Opens (idempotently) the seller-winner room of a sold auction.

@@ -25,7 +25,7 @@ pub struct Config {
     pub log: LogConfig,
     pub gateway: GatewayConfig,
     pub auth: AuthConfig,
-    pub auction: RoleConfig,
+    pub auction: AuctionConfig,
     pub chat: RoleConfig,
     pub bus: BusConfig,
     pub store: StoreConfig,
@@ -44,7 +44,7 @@ impl Default for Config {
             log: LogConfig::default(),
             gateway: GatewayConfig::default(),
             auth: AuthConfig::default(),
-            auction: RoleConfig::default(),
+            auction: AuctionConfig::default(),
             chat: RoleConfig::default(),
             bus: BusConfig::default(),
             store: StoreConfig::default(),
@@ -124,6 +124,32 @@ impl Default for RoleConfig {
         Self {
             max_batch: 512,
             commit_retries: 3,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuctionConfig {
+    /// Most commands stored in one transaction.
+    pub max_batch: usize,
+    /// Retries of a failing commit before the batch is answered UNAVAILABLE.
+    pub commit_retries: u32,
+    /// A retried bid gets its first answer for at least this long (seconds);
+    /// accepted bids' answers are kept as long as their auction.
+    pub idempotency_window_secs: u64,
+    /// How often refused answers older than the window are deleted (seconds).
+    pub results_sweep_interval_secs: u64,
+}
+
+impl Default for AuctionConfig {
+    fn default() -> Self {
+        let role = RoleConfig::default();
+        Self {
+            max_batch: role.max_batch,
+            commit_retries: role.commit_retries,
+            idempotency_window_secs: 24 * 3600,
+            results_sweep_interval_secs: 60,
         }
     }
 }
@@ -298,17 +324,31 @@ impl Default for SqliteConfig {
 impl Config {
     /// Settings that parse but cannot work, found before anything starts.
     pub fn validate(&self) -> Result<(), String> {
-        let sqlite = &self.sqlite;
+        let (sqlite, auction) = (&self.sqlite, &self.auction);
         for (name, value) in [
-            ("results_merge_rows", u64::from(sqlite.results_merge_rows)),
             (
-                "results_merge_interval_ms",
+                "sqlite.results_merge_rows",
+                u64::from(sqlite.results_merge_rows),
+            ),
+            (
+                "sqlite.results_merge_interval_ms",
                 sqlite.results_merge_interval_ms,
             ),
-            ("results_prune_rows", u64::from(sqlite.results_prune_rows)),
+            (
+                "sqlite.results_prune_rows",
+                u64::from(sqlite.results_prune_rows),
+            ),
+            (
+                "auction.idempotency_window_secs",
+                auction.idempotency_window_secs,
+            ),
+            (
+                "auction.results_sweep_interval_secs",
+                auction.results_sweep_interval_secs,
+            ),
         ] {
             if value == 0 {
-                return Err(format!("sqlite.{name} must be at least 1"));
+                return Err(format!("{name} must be at least 1"));
             }
         }
         if self.bus.kind == BusKind::Kafka {

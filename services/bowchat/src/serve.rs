@@ -3,8 +3,10 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
+use bowchat_auction::results_expiry::ResultsExpiry;
 use bowchat_auction::role::{AuctionRole, AuctionRoleConfig};
 use bowchat_auth::{AuthService, PasswordPolicy, TokenConfig};
 use bowchat_bus::topics;
@@ -83,6 +85,13 @@ pub async fn serve(config: Config, roles: Vec<Role>, demo: bool) -> anyhow::Resu
         let members = buses
             .auction_members(&store, &role_config.group, concurrency)
             .await?;
+        let expiry = ResultsExpiry {
+            window: Duration::from_secs(config.auction.idempotency_window_secs),
+            interval: Duration::from_secs(config.auction.results_sweep_interval_secs),
+            ..ResultsExpiry::default()
+        };
+        let repo = store.auctions(&role_config.group);
+        role_tasks.spawn("auction", expiry.run(repo, bowchat_model::now_millis));
         for (consumer, repo) in members {
             let consumer = crate::fault::consumer("auction", consumer);
             let mut role = AuctionRole::new(repo, bus.clone(), role_config.clone());

@@ -217,27 +217,43 @@ async fn acknowledged_bids_survive_sigkill_and_retries_are_idempotent() {
     }
     assert!(accepted > 0);
 
-    // A retried request id answers with the first result and changes nothing.
-    let (request_id, (user, original)) = acknowledged
-        .iter()
-        .find(|(_, (_, r))| r["accepted"] == true)
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .unwrap();
-    let login = server
-        .post(
-            "/api/auth/login",
-            None,
-            json!({"email": format!("b{}@test.bowchat", request_id[1..].split('-').next().unwrap()), "password": "correct horse battery"}),
-        )
-        .await
-        .1;
-    assert_eq!(login["user"]["id"].as_i64().unwrap(), user);
-    let mut ws = server.ws(login["accessToken"].as_str().unwrap()).await;
+    // Every acknowledged answer, accepted or refused, is the answer to its
+    // request id after the restart: retried with an amount that would be
+    // accepted if it were evaluated again, each one returns the first result
+    // marked duplicate, and nothing is placed.
     let before = all_steps(&server, id, &seller.token).await.len();
-    let retried = bid(&mut ws, id, &request_id, 999_999).await;
-    assert_eq!(retried["duplicate"], true, "{retried}");
-    assert_eq!(retried["accepted"], original["accepted"]);
-    assert_eq!(retried["price"], original["price"]);
+    let mut by_client: HashMap<String, Vec<(&String, &Value)>> = HashMap::new();
+    for (request_id, (_, original)) in &acknowledged {
+        let client = request_id.split('-').next().unwrap()[1..].to_string();
+        by_client
+            .entry(client)
+            .or_default()
+            .push((request_id, original));
+    }
+    let mut refused = 0;
+    for (client, requests) in by_client {
+        let (status, login) = server
+            .post(
+                "/api/auth/login",
+                None,
+                json!({"email": format!("b{client}@test.bowchat"), "password": "correct horse battery"}),
+            )
+            .await;
+        assert_eq!(status, 200, "{login}");
+        let mut ws = server.ws(login["accessToken"].as_str().unwrap()).await;
+        for (request_id, original) in requests {
+            refused += usize::from(original["accepted"] != true);
+            let retried = bid(&mut ws, id, request_id, 999_999).await;
+            assert_eq!(retried["duplicate"], true, "{request_id}: {retried}");
+            for field in ["accepted", "code", "price", "leading"] {
+                assert_eq!(
+                    retried[field], original[field],
+                    "{request_id} {field}: first {original}, retried {retried}"
+                );
+            }
+        }
+    }
+    assert!(refused > 0, "the burst had refused bids to retry too");
     assert_eq!(all_steps(&server, id, &seller.token).await.len(), before);
 }
 

@@ -484,23 +484,26 @@ impl AuctionRepository for PgAuctionRepository {
         if !batch.results.is_empty() {
             let mut ids = Vec::with_capacity(batch.results.len());
             let (mut users, mut requests, mut results) = (Vec::new(), Vec::new(), Vec::new());
+            let mut accepted = Vec::with_capacity(batch.results.len());
             for stored in &batch.results {
                 ids.push(stored.auction_id);
                 users.push(stored.user_id);
                 requests.push(stored.request_id.as_str());
                 results.push(to_json(&stored.result)?);
+                accepted.push(stored.result.accepted);
             }
             sqlx::query(
-                "INSERT INTO auction_results (auction_id, user_id, request_id, result, created_at)
-                 SELECT k.auction_id, k.user_id, k.request_id, k.result::JSONB, $5
-                 FROM UNNEST($1::BIGINT[], $2::BIGINT[], $3::TEXT[], $4::TEXT[])
-                      AS k(auction_id, user_id, request_id, result)
+                "INSERT INTO auction_results (auction_id, user_id, request_id, result, accepted, created_at)
+                 SELECT k.auction_id, k.user_id, k.request_id, k.result::JSONB, k.accepted, $6
+                 FROM UNNEST($1::BIGINT[], $2::BIGINT[], $3::TEXT[], $4::TEXT[], $5::BOOLEAN[])
+                      AS k(auction_id, user_id, request_id, result, accepted)
                  ON CONFLICT (auction_id, user_id, request_id) DO NOTHING",
             )
             .bind(&ids)
             .bind(&users)
             .bind(&requests)
             .bind(&results)
+            .bind(&accepted)
             .bind(now)
             .execute(&mut *tx)
             .await
@@ -515,6 +518,24 @@ impl AuctionRepository for PgAuctionRepository {
                 .map_err(db_error)?;
         }
         tx.commit().await.map_err(db_error)
+    }
+
+    async fn expire_results(
+        &self,
+        refused_before: Millis,
+        max_rows: u32,
+    ) -> Result<u64, RepoError> {
+        let done = sqlx::query(
+            "DELETE FROM auction_results WHERE ctid IN (
+                 SELECT ctid FROM auction_results
+                 WHERE NOT accepted AND created_at < $1 ORDER BY created_at LIMIT $2)",
+        )
+        .bind(refused_before)
+        .bind(i64::from(max_rows))
+        .execute(&self.store.pool)
+        .await
+        .map_err(db_error)?;
+        Ok(done.rows_affected())
     }
 
     async fn unfinished(&self) -> Result<Vec<AuctionRecord>, RepoError> {

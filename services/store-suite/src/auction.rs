@@ -397,6 +397,52 @@ pub async fn results_answer_retries(store: Arc<dyn Store>) {
         .is_empty());
 }
 
+/// Refused answers stored before the cutoff go, a chunk at a time; accepted
+/// answers and younger refusals stay.
+pub async fn refused_results_expire_and_accepted_stay(store: Arc<dyn Store>) {
+    let repo = store.open().await.auction;
+    let record = repo
+        .create(new_auction("vase", 1, None), 2_000)
+        .await
+        .unwrap();
+    let mut state = record.state.clone();
+    let mut batch = bid_batch(record.id, &mut state, &[(2, 100)], 3_000);
+    for i in 0..5 {
+        batch.results.push(StoredResult {
+            auction_id: record.id,
+            user_id: 3,
+            request_id: format!("low-{i}"),
+            result: CommandResult::rejected("BID_TOO_LOW", "too low", Some(110), Some(100)),
+        });
+    }
+    repo.commit(&batch).await.unwrap();
+    let keys: Vec<(UserId, String)> = batch
+        .results
+        .iter()
+        .map(|r| (r.user_id, r.request_id.clone()))
+        .collect();
+    let stored_at = bowchat_model::now_millis();
+
+    // A cutoff before they were stored leaves everything.
+    assert_eq!(
+        repo.expire_results(stored_at - 60_000, 100).await.unwrap(),
+        0
+    );
+    assert_eq!(repo.find_results(record.id, &keys).await.unwrap().len(), 6);
+
+    // A cutoff after: the refusals go in chunks, the accepted answer stays.
+    let cutoff = stored_at + 60_000;
+    assert_eq!(repo.expire_results(cutoff, 2).await.unwrap(), 2);
+    assert_eq!(repo.expire_results(cutoff, 100).await.unwrap(), 3);
+    assert_eq!(repo.expire_results(cutoff, 100).await.unwrap(), 0);
+    let left = repo.find_results(record.id, &keys).await.unwrap();
+    assert_eq!(
+        left,
+        vec![batch.results[0].clone()],
+        "only the accepted answer"
+    );
+}
+
 pub async fn deal_room_is_opened_once(store: Arc<dyn Store>) {
     let repos = store.open().await;
     let repo = repos.auction;

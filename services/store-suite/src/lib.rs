@@ -109,6 +109,7 @@ macro_rules! auction_conformance_tests {
             auction::commit_stores_states_steps_and_results,
             auction::steps_page_like_history,
             auction::results_answer_retries,
+            auction::refused_results_expire_and_accepted_stay,
             auction::deal_room_is_opened_once,
             auction::concurrent_creates_with_one_external_id_make_one_auction,
         );

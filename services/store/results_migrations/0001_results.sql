@@ -6,9 +6,14 @@ CREATE TABLE auction_results (
     user_id    INTEGER NOT NULL,
     request_id TEXT    NOT NULL,
     result     TEXT    NOT NULL,
+    -- 1 when the command was accepted: such answers never expire.
+    accepted   INTEGER NOT NULL,
     created_at INTEGER NOT NULL,
     PRIMARY KEY (auction_id, user_id, request_id)
 );
+-- Refused answers expire after the idempotency window, oldest first; their
+-- creation times grow, so this index is appended to at its end.
+CREATE INDEX auction_results_refused ON auction_results(created_at) WHERE accepted = 0;
 
 -- How far the log is merged, and which main file this one belongs to
 -- (`results_link.token` there; NULL until the first open links them).

@@ -295,6 +295,14 @@ impl AuctionRepository for SqliteAuctionRepository {
         Ok(())
     }
 
+    async fn expire_results(
+        &self,
+        refused_before: Millis,
+        max_rows: u32,
+    ) -> Result<u64, RepoError> {
+        self.db.results.expire(refused_before, max_rows).await
+    }
+
     async fn unfinished(&self) -> Result<Vec<AuctionRecord>, RepoError> {
         let rows = sqlx::query(&format!(
             "SELECT {AUCTION_COLUMNS} FROM auctions WHERE phase IN ('scheduled', 'open') ORDER BY id"

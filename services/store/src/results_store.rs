@@ -17,6 +17,8 @@
 //!    Sorted runs touch each index page once. Then it forgets them from memory.
 //! 4. Later batch commits delete merged log rows, a bounded chunk at a time.
 //! 5. Opening merges whatever the log still holds before anything is served.
+//! 6. Refused answers older than the idempotency window are deleted from the
+//!    results file, oldest first, through an index on their creation time.
 //!
 //! A crash at any point loses nothing: log rows are deleted only after the
 //! merge that copied them committed, and a merge interrupted halfway is redone
@@ -346,8 +348,10 @@ impl ResultsStore {
             serde_json::to_string(&payload).map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
         let mut tx = self.writer.begin().await?;
         sqlx::query(
-            "INSERT OR IGNORE INTO auction_results (auction_id, user_id, request_id, result, created_at)
-             SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4 FROM json_each(?)",
+            "INSERT OR IGNORE INTO auction_results (auction_id, user_id, request_id, result, accepted, created_at)
+             SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3,
+                    coalesce((value ->> 3) ->> '$.accepted', 0), value ->> 4
+             FROM json_each(?)",
         )
         .bind(payload)
         .execute(&mut *tx)
@@ -369,6 +373,29 @@ impl ResultsStore {
             "merged results"
         );
         Ok(rows.len())
+    }
+
+    /// Deletes at most `max_rows` refused answers stored before
+    /// `refused_before`, on the results file's own writer (never the batch
+    /// writer). What the log still holds is merged first, so an old answer
+    /// not merged yet is expired too.
+    pub(crate) async fn expire(
+        &self,
+        refused_before: Millis,
+        max_rows: u32,
+    ) -> Result<u64, RepoError> {
+        self.merge_all().await.map_err(unavailable)?;
+        let done = sqlx::query(
+            "DELETE FROM auction_results WHERE rowid IN (
+                 SELECT rowid FROM auction_results
+                 WHERE accepted = 0 AND created_at < ? ORDER BY created_at LIMIT ?)",
+        )
+        .bind(refused_before)
+        .bind(i64::from(max_rows))
+        .execute(&self.writer)
+        .await
+        .map_err(unavailable)?;
+        Ok(done.rows_affected())
     }
 
     pub(crate) async fn close(&self) {
