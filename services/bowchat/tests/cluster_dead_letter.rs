@@ -92,9 +92,7 @@ async fn poison_record_is_dead_lettered_and_does_not_block_its_partition() {
 
     drop(node);
     cluster.finish().await;
-    let elapsed = started.elapsed();
-    eprintln!("cluster dead-letter test took {elapsed:?}");
-    assert!(elapsed < Duration::from_secs(60), "took {elapsed:?}");
+    eprintln!("cluster dead-letter test took {:?}", started.elapsed());
 }
 
 async fn get_text(url: &str) -> (u16, String) {

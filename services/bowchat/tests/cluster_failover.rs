@@ -130,9 +130,7 @@ async fn acknowledged_bids_survive_a_killed_worker_exactly_once() {
     pg.close().await;
     drop((gateway, w2));
     cluster.finish().await;
-    let elapsed = started.elapsed();
-    eprintln!("cluster failover test took {elapsed:?}");
-    assert!(elapsed < Duration::from_secs(60), "took {elapsed:?}");
+    eprintln!("cluster failover test took {:?}", started.elapsed());
 }
 
 async fn wait_for(cond: impl Fn() -> bool, what: &str) {
