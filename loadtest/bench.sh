@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # The whole benchmark in one command: release build, a BowChat server with the
-# documented settings on a fresh data folder, then every scenario (seed with the
-# ack-server ceiling, open-loop ramp, chat fan-out, idle connections). Results,
-# JSON and SVG charts go to target/bench/; the summary is printed at the end.
-# About 5 minutes. The load average is recorded beside every run because
-# other work on the machine distorts the timings.
+# documented settings on a fresh data folder, then every scenario, each beside
+# the built-in ack server (the ceiling) in the same run where a bar is a ratio
+# to it: seed (1000 users, one auction), spread (1000 users over 64
+# auctions), the open-loop ramp, chat fan-out, 20,000 idle connections.
+# Results, JSON and SVG charts go to target/bench/; the summary at the end
+# prints every bar with "met" or "missed". About 8 minutes. The load average
+# is recorded beside every run because other work on the machine distorts the
+# timings.
 #
 #   bash loadtest/bench.sh            # everything
 #   BENCH_SCALE=0.2 bash loadtest/bench.sh   # smaller users/rates (quick check)
@@ -38,7 +41,7 @@ trap cleanup EXIT
 # from this one IP and bids as fast as it gets answers.
 BOWCHAT_AUTH__ARGON2_MEMORY_KIB=1024 BOWCHAT_AUTH__ARGON2_ITERATIONS=1 \
 BOWCHAT_GATEWAY__USER_RATE_PER_SEC=100000 BOWCHAT_GATEWAY__USER_RATE_BURST=100000 \
-BOWCHAT_GATEWAY__MAX_CONNECTIONS_PER_IP=20000 BOWCHAT_LOG__LEVEL=warn \
+BOWCHAT_GATEWAY__MAX_CONNECTIONS_PER_IP=40000 BOWCHAT_LOG__LEVEL=warn \
   target/release/bowchat serve --listen "127.0.0.1:$PORT" --data-dir "$DATA" \
   >"$OUT/server.log" 2>&1 &
 SERVER_PID=$!
@@ -66,22 +69,41 @@ run() {
 }
 
 run seed seed --scale "$SCALE" --ceiling
-run ramp ramp --connections "$(scaled 200)" --from-rate "$(scaled 500)" --to-rate "$(scaled 20000)" --secs 30
+run spread spread --scale "$SCALE" --auctions 64 --ceiling
+run ramp ramp --connections "$(scaled 200)" --from-rate "$(scaled 500)" --to-rate "$(scaled 40000)" --secs 30 --ceiling
 run chat chat --rooms "$(scaled 20)" --members 25 --room-rate 10 --secs 20
-run idle idle --count "$(scaled 5000)" --hold-secs 10 --server-pid "$SERVER_PID"
+run idle idle --count "$(scaled 20000)" --hold-secs 10 --server-pid "$SERVER_PID"
 
 echo
 echo "== results (JSON and SVG in $OUT)"
 cat "$OUT/machine.txt"
 if command -v jq >/dev/null; then
-  for f in seed ceiling ramp chat idle; do
+  for f in seed ceiling spread spread-ceiling ramp ramp-ceiling chat idle; do
     [ -f "$OUT/$f.json" ] || continue
     jq -r '"\(.scenario): answers/s \(.answersPerSec) (peak \(.peakAnswersPerSec)), failed \(.failed)/\(.answered + .failed), p50 \(.latencyMs.p50) ms, p95 \(.latencyMs.p95) ms, p99 \(.latencyMs.p99) ms"' "$OUT/$f.json"
   done
-  jq -r '"seed/ceiling ratio: \(.extra.ratioToCeiling), verification mismatches: \(.extra.verification.mismatches | length) of \(.extra.verification.acknowledgedBids) acknowledged bids"' "$OUT/seed.json"
-  jq -r '"ramp breaks at: \(.extra.breaksAt // "no break") ; max answers/s before: \(.extra.maxAnswersPerSecBeforeBreak)"' "$OUT/ramp.json"
+  for f in seed spread; do
+    jq -r '"\(.scenario) verification mismatches: \(.extra.verification.mismatches | length) of \(.extra.verification.acknowledgedBids) acknowledged bids"' "$OUT/$f.json"
+  done
+  jq -r '"ramp breaks at: \(.extra.breaksAt.offeredPerSec // "no break") offered/s (ack server: \(.extra.ceiling.breaksAt.offeredPerSec // "no break")); max answers/s before: \(.extra.maxAnswersPerSecBeforeBreak)"' "$OUT/ramp.json"
   jq -r '"chat fan-out: \(.extra.fanOut) ; sends: \(.extra.sends.sent) sent, p99 \(.extra.sends.latencyMs.p99) ms"' "$OUT/chat.json"
   jq -r '"idle: \(.extra.idle.held) of \(.extra.idle.requested) held, \(.extra.idle.rssBytesPerConnection) bytes RSS per connection"' "$OUT/idle.json"
+  echo
+  echo "== bars (ratios to the ack server in this run)"
+  bar() { # name value op limit
+    awk -v n="$1" -v v="$2" -v op="$3" -v l="$4" 'BEGIN {
+      ok = (op == ">=") ? (v + 0 >= l + 0) : (v + 0 <= l + 0);
+      printf "%-44s %10s %s %-8s %s\n", n, v, op, l, (v == "" || v == "null") ? "missed (no figure)" : (ok ? "met" : "missed") }'
+  }
+  bar "seed answers/s / ceiling" "$(jq -r .extra.ratioToCeiling "$OUT/seed.json")" ">=" 0.5
+  bar "seed p99 / ceiling p99" "$(jq -r .extra.p99RatioToCeiling "$OUT/seed.json")" "<=" 1.5
+  bar "seed failures" "$(jq -r .failed "$OUT/seed.json")" "<=" 0
+  bar "seed verification mismatches" "$(jq -r '.extra.verification.mismatches | length' "$OUT/seed.json")" "<=" 0
+  bar "spread answers/s / ceiling" "$(jq -r .extra.ratioToCeiling "$OUT/spread.json")" ">=" 0.6
+  bar "spread verification mismatches" "$(jq -r '.extra.verification.mismatches | length' "$OUT/spread.json")" "<=" 0
+  bar "ramp break (offered/s) / ack server's" "$(jq -r .extra.breakRatioToCeiling "$OUT/ramp.json")" ">=" 0.5
+  bar "idle connections held" "$(jq -r .extra.idle.held "$OUT/idle.json")" ">=" "$(jq -r .extra.idle.requested "$OUT/idle.json")"
+  bar "idle RSS bytes per connection" "$(jq -r .extra.idle.rssBytesPerConnection "$OUT/idle.json")" "<=" 12288
 else
   grep '^{' "$OUT/runs.txt"
 fi

@@ -152,6 +152,12 @@ pub async fn bidder(
         };
         let accepted = result["accepted"] == true;
         let code = result["code"].as_str();
+        if code == Some("TIMEOUT") {
+            // The server gave up waiting for the result: no answer.
+            run.tally.fail(start, "TIMEOUT");
+            Live::add(&live.failed, 1);
+            return run;
+        }
         if result["type"] == "BID_RESULT" || (result["type"] == "ERROR" && code.is_some()) {
             run.tally.answer(start, sent_at, accepted, code);
             Live::add(&live.answered, 1);
@@ -169,12 +175,13 @@ pub async fn bidder(
     run
 }
 
-/// Drives `stages` over `urls` (one per user, as many as the peak) against
-/// `auction`; returns every user's run in user order and the target per second.
+/// Drives `stages` over `urls` (one per user, as many as the peak); user `i`
+/// bids on `auctions[i % auctions.len()]`. Returns every user's run in user
+/// order and the target per second.
 pub async fn run_stages(
     label: &str,
     urls: Vec<String>,
-    auction: i64,
+    auctions: &[i64],
     stages: &Stages,
     timeout: Duration,
 ) -> (Vec<UserRun>, Duration, Vec<f64>) {
@@ -190,7 +197,7 @@ pub async fn run_stages(
         .map(|(index, url)| {
             tokio::spawn(bidder(
                 url,
-                auction,
+                auctions[index % auctions.len().max(1)],
                 index,
                 active.clone(),
                 live.clone(),

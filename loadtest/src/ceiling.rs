@@ -63,7 +63,7 @@ pub async fn run(stages: &Stages, timeout: Duration) -> anyhow::Result<Report> {
     let addr = start_ack_server().await?;
     let peak = stages.iter().map(|s| s.1).max().unwrap_or(0);
     let urls = (0..peak).map(|_| format!("ws://{addr}/ws")).collect();
-    let (runs, elapsed, load) = run_stages("ceiling", urls, 1, stages, timeout).await;
+    let (runs, elapsed, load) = run_stages("ceiling", urls, &[1], stages, timeout).await;
     let mut tally = Tally::default();
     for run in runs {
         tally.merge(run.tally);

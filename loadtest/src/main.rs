@@ -50,6 +50,19 @@ enum Scenario {
         #[arg(long)]
         ceiling: bool,
     },
+    /// The seed's stages spread round-robin over many auctions (every
+    /// partition of the bid topic busy), with the same verification.
+    Spread {
+        #[arg(long, default_value = SEED_STAGES)]
+        stages: String,
+        #[arg(long, default_value_t = 1.0)]
+        scale: f64,
+        #[arg(long, default_value_t = 64)]
+        auctions: usize,
+        /// Also run the same stages against the built-in ack server and report the ratio.
+        #[arg(long)]
+        ceiling: bool,
+    },
     /// The seed's stages against the built-in ack server only.
     Ceiling {
         #[arg(long, default_value = SEED_STAGES)]
@@ -71,6 +84,10 @@ enum Scenario {
         p99_limit_ms: f64,
         #[arg(long, default_value_t = 0.01)]
         failure_limit: f64,
+        /// Also run the same ramp against the built-in ack server and report
+        /// the ratio of the offered rates where each breaks.
+        #[arg(long)]
+        ceiling: bool,
     },
     /// Many rooms of many members; fan-out latency from send to each receiver.
     Chat {
@@ -109,6 +126,34 @@ fn write(out: &Path, report: &Report) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Runs `stages` against the ack server, writes that report as `name`, and
+/// adds the ceiling's figures and the ratios to `report`.
+async fn compare_with_ceiling(
+    out: &Path,
+    report: &mut Report,
+    stages: &bowchat_loadtest::bidder::Stages,
+    timeout: Duration,
+    name: &str,
+) -> anyhow::Result<()> {
+    let mut top = ceiling::run(stages, timeout).await?;
+    top.scenario = name.to_string();
+    write(out, &top)?;
+    let round = |x: f64| (x * 1000.0).round() / 1000.0;
+    report.extra.insert(
+        "ceiling".into(),
+        json!({"answersPerSec": top.answers_per_sec, "latencyMs": top.latency_ms, "failed": top.failed}),
+    );
+    report.extra.insert(
+        "ratioToCeiling".into(),
+        json!(round(report.answers_per_sec / top.answers_per_sec.max(1.0))),
+    );
+    report.extra.insert(
+        "p99RatioToCeiling".into(),
+        json!(round(report.latency_ms.p99 / top.latency_ms.p99.max(0.001))),
+    );
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
@@ -122,19 +167,24 @@ async fn main() -> anyhow::Result<()> {
             ceiling: with_ceiling,
         } => {
             let stages = scale_stages(&parse_stages(&stages)?, scale);
-            let mut report = seed::run(&api, &stages, &cli.password, timeout).await?;
+            let mut report = seed::run(&api, &stages, &cli.password, timeout, 1).await?;
             if with_ceiling {
-                let top = ceiling::run(&stages, timeout).await?;
-                write(&cli.out, &top)?;
-                let ratio = report.answers_per_sec / top.answers_per_sec.max(1.0);
-                report.extra.insert(
-                    "ceiling".into(),
-                    json!({"answersPerSec": top.answers_per_sec, "latencyMs": top.latency_ms, "failed": top.failed}),
-                );
-                report.extra.insert(
-                    "ratioToCeiling".into(),
-                    json!((ratio * 1000.0).round() / 1000.0),
-                );
+                compare_with_ceiling(&cli.out, &mut report, &stages, timeout, "ceiling").await?;
+            }
+            write(&cli.out, &report)?;
+        }
+        Scenario::Spread {
+            stages,
+            scale,
+            auctions,
+            ceiling: with_ceiling,
+        } => {
+            let stages = scale_stages(&parse_stages(&stages)?, scale);
+            let mut report =
+                seed::run(&api, &stages, &cli.password, timeout, auctions.max(2)).await?;
+            if with_ceiling {
+                compare_with_ceiling(&cli.out, &mut report, &stages, timeout, "spread-ceiling")
+                    .await?;
             }
             write(&cli.out, &report)?;
         }
@@ -149,6 +199,7 @@ async fn main() -> anyhow::Result<()> {
             secs,
             p99_limit_ms,
             failure_limit,
+            ceiling: with_ceiling,
         } => {
             let options = ramp::RampOptions {
                 connections: connections.max(1),
@@ -159,7 +210,26 @@ async fn main() -> anyhow::Result<()> {
                 p99_limit_ms,
                 failure_limit,
             };
-            write(&cli.out, &ramp::run(&api, &options, &cli.password).await?)?;
+            let mut report = ramp::run(&api, &options, &cli.password).await?;
+            if with_ceiling {
+                let top = ramp::run_ceiling(&options).await?;
+                write(&cli.out, &top)?;
+                let offered = |r: &Report| r.extra["breaksAt"]["offeredPerSec"].as_f64();
+                // No break means the ramp's top rate was taken: count that.
+                let (ours, theirs) = (
+                    offered(&report).unwrap_or(options.to_rate),
+                    offered(&top).unwrap_or(options.to_rate),
+                );
+                report.extra.insert(
+                    "ceiling".into(),
+                    json!({"breaksAt": top.extra["breaksAt"], "maxAnswersPerSecBeforeBreak": top.extra["maxAnswersPerSecBeforeBreak"]}),
+                );
+                report.extra.insert(
+                    "breakRatioToCeiling".into(),
+                    json!(((ours / theirs.max(1.0)) * 1000.0).round() / 1000.0),
+                );
+            }
+            write(&cli.out, &report)?;
         }
         Scenario::Chat {
             rooms,

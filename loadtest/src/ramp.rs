@@ -41,17 +41,40 @@ pub fn rate_at(o: &RampOptions, t: f64) -> f64 {
     o.from_rate + (o.to_rate - o.from_rate) * (t / o.secs.max(1) as f64).min(1.0)
 }
 
+/// The ramp against BowChat: registers the users, creates the auction, and
+/// offers the bids over one connection per user.
 pub async fn run(api: &Api, o: &RampOptions, password: &str) -> anyhow::Result<Report> {
     let prefix = format!("ramp-{}", std::process::id());
     eprintln!("ramp: registering {} users ...", o.connections + 1);
     let mut users = api.users(&prefix, o.connections + 1, password).await?;
     let seller = users.remove(0);
     let auction = api.auction(&seller, o.secs + 600).await?;
-    let live = Arc::new(Live::default());
     let mut sockets = Vec::with_capacity(users.len());
     for user in &users {
         sockets.push(crate::ws_connect(&api.ws_url(&user.token)).await?);
     }
+    drive("ramp", sockets, auction, o).await
+}
+
+/// The same ramp against the built-in ack server in this process (the
+/// ceiling), with as many connections.
+pub async fn run_ceiling(o: &RampOptions) -> anyhow::Result<Report> {
+    let addr = crate::ceiling::start_ack_server().await?;
+    let mut sockets = Vec::with_capacity(o.connections);
+    for _ in 0..o.connections {
+        sockets.push(crate::ws_connect(&format!("ws://{addr}/ws")).await?);
+    }
+    drive("ramp-ceiling", sockets, 1, o).await
+}
+
+/// Offers bids over `sockets` at the ramp's rate and reports where it broke.
+async fn drive(
+    scenario: &str,
+    sockets: Vec<crate::Ws>,
+    auction: i64,
+    o: &RampOptions,
+) -> anyhow::Result<Report> {
+    let live = Arc::new(Live::default());
     // Times count from the first offered bid, so the timeline and the offered
     // rate line up.
     let start = Instant::now();
@@ -101,8 +124,9 @@ pub async fn run(api: &Api, o: &RampOptions, password: &str) -> anyhow::Result<R
                 let code = v["code"].as_str();
                 let mut tally = reader_conn.tally.lock().unwrap();
                 // An answer later than the timeout is a timeout, as it would be
-                // for a client that gave up waiting.
-                if sent_at.elapsed() > timeout {
+                // for a client that gave up waiting; so is the server's own
+                // TIMEOUT (it gave up waiting for the result).
+                if sent_at.elapsed() > timeout || code == Some("TIMEOUT") {
                     tally.failures.push(crate::record::ms_since(start, sent_at));
                     *tally.codes.entry("TIMEOUT".into()).or_default() += 1;
                     Live::add(&reader_live.failed, 1);
@@ -116,7 +140,7 @@ pub async fn run(api: &Api, o: &RampOptions, password: &str) -> anyhow::Result<R
         senders.push(tx);
         conns.push(conn);
     }
-    let bar = crate::record::progress("ramp", o.secs, live.clone());
+    let bar = crate::record::progress(scenario, o.secs, live.clone());
     let start_sending = start;
     let mut issued = 0u64;
     let mut due = 0.0f64;
@@ -168,7 +192,7 @@ pub async fn run(api: &Api, o: &RampOptions, password: &str) -> anyhow::Result<R
     for worker in workers {
         worker.abort();
     }
-    let mut report = Report::build("ramp", tally, elapsed, &load);
+    let mut report = Report::build(scenario, tally, elapsed, &load);
     let breaks = report.timeline.iter().find(|s| {
         let attempts = s.answers + s.failures;
         s.latency_ms.p99 > o.p99_limit_ms

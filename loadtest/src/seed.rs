@@ -1,5 +1,6 @@
-//! The seed's scenario: staged virtual bidders on one auction, then a check
-//! through the REST API that every acknowledged bid is stored and the
+//! The seed's scenario: staged virtual bidders on one auction (`seed`), or
+//! spread round-robin over several (`spread`, every partition busy), then a
+//! check through the REST API that every acknowledged bid is stored and each
 //! auction's state agrees with what the clients were told.
 
 use std::collections::{BTreeMap, HashSet};
@@ -11,44 +12,67 @@ use crate::api::{Api, User};
 use crate::bidder::{run_stages, Stages};
 use crate::record::{Report, Tally};
 
-/// Registers the users, creates the auction, runs the stages and verifies.
+/// Registers the users, creates `auctions` auctions, runs the stages (user
+/// `i` on auction `i % auctions`) and verifies every auction.
 pub async fn run(
     api: &Api,
     stages: &Stages,
     password: &str,
     timeout: Duration,
+    auctions: usize,
 ) -> anyhow::Result<Report> {
+    let scenario = if auctions > 1 { "spread" } else { "seed" };
     let peak = stages.iter().map(|s| s.1).max().unwrap_or(0);
     let total: u64 = stages.iter().map(|s| s.0).sum();
-    let prefix = format!("seed-{}", std::process::id());
-    eprintln!("seed: registering {} users ...", peak + 1);
+    let prefix = format!("{scenario}-{}", std::process::id());
+    eprintln!("{scenario}: registering {} users ...", peak + 1);
     let mut users = api.users(&prefix, peak + 1, password).await?;
     let seller = users.remove(0);
-    let auction = api.auction(&seller, total + 600).await?;
+    let mut ids = Vec::with_capacity(auctions.max(1));
+    for _ in 0..auctions.max(1) {
+        ids.push(api.auction(&seller, total + 600).await?);
+    }
     let urls = users.iter().map(|u| api.ws_url(&u.token)).collect();
-    let (runs, elapsed, load) = run_stages("seed", urls, auction, stages, timeout).await;
+    let (runs, elapsed, load) = run_stages(scenario, urls, &ids, stages, timeout).await;
 
     let mut tally = Tally::default();
-    let mut acknowledged = Vec::new();
-    for (user, run) in users.iter().zip(runs) {
+    let mut acknowledged: BTreeMap<i64, Vec<(i64, i64)>> = BTreeMap::new();
+    for (index, (user, run)) in users.iter().zip(runs).enumerate() {
         tally.merge(run.tally);
-        acknowledged.extend(run.accepted_amounts.into_iter().map(|a| (user.id, a)));
+        acknowledged
+            .entry(ids[index % ids.len()])
+            .or_default()
+            .extend(run.accepted_amounts.into_iter().map(|a| (user.id, a)));
     }
-    let mismatches = verify(api, &seller, auction, &acknowledged).await?;
+    let mut mismatches = Vec::new();
+    for id in &ids {
+        let acked = acknowledged.get(id).map(Vec::as_slice).unwrap_or_default();
+        for problem in verify(api, &seller, *id, acked).await? {
+            mismatches.push(if ids.len() > 1 {
+                format!("auction {id}: {problem}")
+            } else {
+                problem
+            });
+        }
+    }
     for m in &mismatches {
-        eprintln!("seed: MISMATCH {m}");
+        eprintln!("{scenario}: MISMATCH {m}");
     }
     // A stored state that disagrees with an answer is a failure of that run.
     for _ in &mismatches {
         tally.failures.push(elapsed.as_millis() as u32);
         *tally.codes.entry("VERIFY_MISMATCH".into()).or_default() += 1;
     }
-    let mut report = Report::build("seed", tally, elapsed, &load);
+    let mut report = Report::build(scenario, tally, elapsed, &load);
     report.extra.insert("peakUsers".into(), json!(peak));
-    report.extra.insert("auctionId".into(), json!(auction));
+    report.extra.insert("auctions".into(), json!(ids.len()));
+    if ids.len() == 1 {
+        report.extra.insert("auctionId".into(), json!(ids[0]));
+    }
+    let acked_total: usize = acknowledged.values().map(Vec::len).sum();
     report.extra.insert(
         "verification".into(),
-        json!({"acknowledgedBids": acknowledged.len(), "mismatches": mismatches}),
+        json!({"acknowledgedBids": acked_total, "mismatches": mismatches}),
     );
     Ok(report)
 }
