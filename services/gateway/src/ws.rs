@@ -105,8 +105,10 @@ async fn run(
     let heartbeat = Duration::from_secs(state.config.ping_interval_secs.max(1));
     let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + heartbeat, heartbeat);
     let mut last_seen = Instant::now();
-    // Fires when the oldest unanswered bid times out; re-armed only when that
-    // deadline changes, so a steady stream of bids does not churn the timer.
+    // Fires when the oldest unanswered bid may have timed out. It is moved
+    // only to an earlier deadline: when the oldest bid is answered the timer
+    // stays and fires early for nothing, which costs far less than moving it
+    // at every bid of a busy connection.
     let expiry = tokio::time::sleep(FAR_FUTURE);
     tokio::pin!(expiry);
     let mut armed: Option<Instant> = None;
@@ -117,10 +119,9 @@ async fn run(
         return;
     }
     loop {
-        let next_expiry = session.next_expiry();
-        if next_expiry != armed {
-            armed = next_expiry;
-            if let Some(at) = next_expiry {
+        if let Some(at) = session.next_expiry() {
+            if armed.is_none_or(|armed| at < armed) {
+                armed = Some(at);
                 expiry.as_mut().reset(at.into());
             }
         }

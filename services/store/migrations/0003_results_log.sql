@@ -9,13 +9,24 @@ CREATE TABLE auction_results_log (
     auction_id INTEGER NOT NULL,
     user_id    INTEGER NOT NULL,
     request_id TEXT    NOT NULL,
-    result     TEXT    NOT NULL,
+    -- The answer (CommandResult) as columns: bound, not parsed from JSON.
+    accepted   INTEGER NOT NULL,
+    code       TEXT,
+    message    TEXT,
+    leading    INTEGER NOT NULL,
+    price      INTEGER,
+    minimum    INTEGER,
     created_at INTEGER NOT NULL
 );
 
 -- Answers stored before this migration go through the log like new ones.
-INSERT INTO auction_results_log (auction_id, user_id, request_id, result, created_at)
-    SELECT auction_id, user_id, request_id, result, created_at FROM auction_results;
+INSERT INTO auction_results_log
+    (auction_id, user_id, request_id, accepted, code, message, leading, price, minimum, created_at)
+    SELECT auction_id, user_id, request_id,
+           coalesce(result ->> '$.accepted', 0), result ->> '$.code', result ->> '$.message',
+           coalesce(result ->> '$.leading', 0), result ->> '$.price', result ->> '$.minimum',
+           created_at
+    FROM auction_results;
 DROP TABLE auction_results;
 
 -- Ties the results file to this database: a results file left from another

@@ -5,9 +5,13 @@ CREATE TABLE auction_results (
     auction_id INTEGER NOT NULL,
     user_id    INTEGER NOT NULL,
     request_id TEXT    NOT NULL,
-    result     TEXT    NOT NULL,
-    -- 1 when the command was accepted: such answers never expire.
+    -- The answer (CommandResult) as columns. Accepted answers never expire.
     accepted   INTEGER NOT NULL,
+    code       TEXT,
+    message    TEXT,
+    leading    INTEGER NOT NULL,
+    price      INTEGER,
+    minimum    INTEGER,
     created_at INTEGER NOT NULL,
     PRIMARY KEY (auction_id, user_id, request_id)
 );

@@ -8,6 +8,7 @@ mod auction_repo;
 mod auth_repo;
 mod chat_repo;
 pub mod chat_rows;
+mod padded_rows;
 mod results_store;
 mod social_repo;
 
@@ -173,8 +174,7 @@ impl Db {
             .connect_with(connect.clone().read_only(true))
             .await
             .map_err(open_err)?;
-        let results =
-            results_store::ResultsStore::open(path, &connect, options, &writer, &reader).await?;
+        let results = results_store::ResultsStore::open(path, &connect, options, &writer).await?;
         Ok(Db {
             writer,
             reader,

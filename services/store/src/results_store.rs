@@ -39,6 +39,7 @@ use sqlx::{Row, Sqlite, Transaction};
 use tracing::{debug, warn};
 
 use crate::auction_repo::unavailable;
+use crate::padded_rows::PaddedStatement;
 use crate::{SqliteOptions, StoreError};
 
 type ResultKey = (AuctionId, UserId, String);
@@ -65,8 +66,6 @@ pub(crate) struct Appended {
 pub(crate) struct ResultsStore {
     writer: SqlitePool,
     reader: SqlitePool,
-    /// The main file's readers, for reading the log.
-    log_reader: SqlitePool,
     unmerged: Mutex<Unmerged>,
     /// Log ids up to here are deleted from the main file.
     pruned_through: AtomicI64,
@@ -75,6 +74,88 @@ pub(crate) struct ResultsStore {
     merge_rows: usize,
     merge_interval: Duration,
     prune_rows: i64,
+    statements: Statements,
+}
+
+/// The multi-row statements, prepared per size (see `padded_rows`).
+struct Statements {
+    /// Appends answers to the main file's log.
+    append: PaddedStatement,
+    /// The stored answers among (user, request) keys of one auction.
+    find: PaddedStatement,
+}
+
+impl Statements {
+    fn new() -> Self {
+        Self {
+            append: PaddedStatement::new(
+                &format!("INSERT INTO auction_results_log ({ANSWER_COLUMNS}) SELECT * FROM"),
+                ANSWER_COLUMN_COUNT,
+                "",
+            ),
+            find: PaddedStatement::new(
+                "SELECT r.user_id, r.request_id, r.accepted, r.code, r.message, r.leading,
+                        r.price, r.minimum FROM",
+                2,
+                "CROSS JOIN auction_results AS r
+                 WHERE r.auction_id = ? AND r.user_id = v.column1 AND r.request_id = v.column2",
+            ),
+        }
+    }
+}
+
+/// The columns of a stored answer, in the log and in the results file alike.
+const ANSWER_COLUMNS: &str =
+    "auction_id, user_id, request_id, accepted, code, message, leading, price, minimum, created_at";
+const ANSWER_COLUMN_COUNT: usize = 10;
+
+/// One stored answer as its columns are bound.
+struct AnswerRow<'a> {
+    auction_id: AuctionId,
+    user_id: UserId,
+    request_id: &'a str,
+    result: &'a CommandResult,
+    created_at: Millis,
+}
+
+/// Binds `rows`, then NULL for every row of the statement they leave over.
+fn bind_answers<'q>(
+    mut query: sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments<'q>>,
+    rows: &[AnswerRow<'q>],
+    statement_rows: usize,
+) -> sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments<'q>> {
+    for row in rows {
+        let r = row.result;
+        query = query
+            .bind(row.auction_id)
+            .bind(row.user_id)
+            .bind(row.request_id)
+            .bind(r.accepted)
+            .bind(r.code.as_deref())
+            .bind(r.message.as_deref())
+            .bind(r.leading)
+            .bind(r.price)
+            .bind(r.minimum)
+            .bind(row.created_at);
+    }
+    for _ in rows.len()..statement_rows {
+        for _ in 0..ANSWER_COLUMN_COUNT {
+            query = query.bind(None::<i64>);
+        }
+    }
+    query
+}
+
+/// The answer held in a row's answer columns.
+fn result_of(row: &sqlx::sqlite::SqliteRow) -> Result<CommandResult, sqlx::Error> {
+    Ok(CommandResult {
+        accepted: row.try_get("accepted")?,
+        code: row.try_get("code")?,
+        message: row.try_get("message")?,
+        leading: row.try_get("leading")?,
+        price: row.try_get("price")?,
+        minimum: row.try_get("minimum")?,
+    })
 }
 
 /// The results file that belongs to the database at `main`.
@@ -93,7 +174,6 @@ impl ResultsStore {
         connect: &SqliteConnectOptions,
         options: &SqliteOptions,
         main_writer: &SqlitePool,
-        main_reader: &SqlitePool,
     ) -> Result<Arc<ResultsStore>, StoreError> {
         let path = results_path(main_path);
         let shown = path.display().to_string();
@@ -102,10 +182,23 @@ impl ResultsStore {
             source,
         };
         let connect = connect.clone().filename(&path);
+        // The writer sees the main file's log as `log`, so a merge copies rows
+        // from file to file inside SQLite instead of through this process.
+        let main_file = main_path.display().to_string();
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .min_connections(1)
             .acquire_timeout(Duration::from_secs(30))
+            .after_connect(move |conn, _| {
+                let main_file = main_file.clone();
+                Box::pin(async move {
+                    sqlx::query("ATTACH DATABASE ? AS log")
+                        .bind(main_file)
+                        .execute(conn)
+                        .await
+                        .map(|_| ())
+                })
+            })
             .connect_with(connect.clone())
             .await
             .map_err(open_err)?;
@@ -128,7 +221,6 @@ impl ResultsStore {
         let store = Arc::new(ResultsStore {
             writer,
             reader,
-            log_reader: main_reader.clone(),
             unmerged: Mutex::new(Unmerged {
                 entries: HashMap::new(),
                 merged_through,
@@ -141,6 +233,7 @@ impl ResultsStore {
                 .results_merge_interval
                 .max(Duration::from_millis(10)),
             prune_rows: i64::from(options.results_prune_rows.max(1)),
+            statements: Statements::new(),
         });
         store.merge_all().await.map_err(open_err)?;
         let merged = store.merged_through();
@@ -189,28 +282,31 @@ impl ResultsStore {
                 })
                 .collect()
         };
-        // One statement for the whole batch, the keys passed as one JSON array:
-        // a statement per key costs a round trip to sqlx's SQLite thread each.
-        // CROSS JOIN keeps the key list as the outer loop, so every key is a
-        // primary-key lookup.
-        let rows = sqlx::query(
-            "SELECT r.user_id, r.request_id, r.result
-             FROM (SELECT DISTINCT value ->> 0 AS user_id, value ->> 1 AS request_id FROM json_each(?)) AS k
-             CROSS JOIN auction_results AS r
-             WHERE r.auction_id = ? AND r.user_id = k.user_id AND r.request_id = k.request_id",
-        )
-        .bind(serde_json::to_string(keys).map_err(|e| RepoError::Corrupt(e.to_string()))?)
-        .bind(auction)
-        .fetch_all(&self.reader)
-        .await
-        .map_err(unavailable)?;
-        for row in rows {
-            let result: String = row.try_get("result").map_err(unavailable)?;
-            let result: CommandResult =
-                serde_json::from_str(&result).map_err(|e| RepoError::Corrupt(e.to_string()))?;
-            let user: UserId = row.try_get("user_id").map_err(unavailable)?;
-            let request: String = row.try_get("request_id").map_err(unavailable)?;
-            found.insert((user, request), result);
+        // The keys as bound parameters, a few statements of prepared sizes
+        // for the whole batch (see `padded_rows`): a statement per key costs
+        // a round trip to sqlx's SQLite thread each. CROSS JOIN keeps the
+        // key list as the outer loop, so every key is a primary-key lookup.
+        let mut offset = 0;
+        for chunk in self.statements.find.chunks(keys.len()) {
+            let mut query = sqlx::query(chunk.sql);
+            for (user, request) in &keys[offset..offset + chunk.used] {
+                query = query.bind(*user).bind(request.as_str());
+            }
+            for _ in chunk.used..chunk.rows {
+                query = query.bind(None::<i64>).bind(None::<String>);
+            }
+            offset += chunk.used;
+            let rows = query
+                .bind(auction)
+                .fetch_all(&self.reader)
+                .await
+                .map_err(unavailable)?;
+            for row in rows {
+                let result = result_of(&row).map_err(unavailable)?;
+                let user: UserId = row.try_get("user_id").map_err(unavailable)?;
+                let request: String = row.try_get("request_id").map_err(unavailable)?;
+                found.insert((user, request), result);
+            }
         }
         Ok(found
             .into_iter()
@@ -230,23 +326,28 @@ impl ResultsStore {
         results: &[StoredResult],
         now: Millis,
     ) -> Result<Appended, RepoError> {
-        let rows: Vec<(AuctionId, UserId, &str, &CommandResult)> = results
+        let rows: Vec<AnswerRow<'_>> = results
             .iter()
-            .map(|r| (r.auction_id, r.user_id, r.request_id.as_str(), &r.result))
+            .map(|r| AnswerRow {
+                auction_id: r.auction_id,
+                user_id: r.user_id,
+                request_id: &r.request_id,
+                result: &r.result,
+                created_at: now,
+            })
             .collect();
-        // `->` keeps the result as JSON text, so it reads back like any other.
-        let done = sqlx::query(
-            "INSERT INTO auction_results_log (auction_id, user_id, request_id, result, created_at)
-             SELECT value ->> 0, value ->> 1, value ->> 2, value -> 3, ? FROM json_each(?)",
-        )
-        .bind(now)
-        .bind(serde_json::to_string(&rows).map_err(|e| RepoError::Corrupt(e.to_string()))?)
-        .execute(&mut **tx)
-        .await
-        .map_err(unavailable)?;
-        Ok(Appended {
-            logged_through: done.last_insert_rowid(),
-        })
+        let mut offset = 0;
+        let mut logged_through = 0;
+        for chunk in self.statements.append.chunks(rows.len()) {
+            let part = &rows[offset..offset + chunk.used];
+            let done = bind_answers(sqlx::query(chunk.sql), part, chunk.rows)
+                .execute(&mut **tx)
+                .await
+                .map_err(unavailable)?;
+            offset += chunk.used;
+            logged_through = done.last_insert_rowid();
+        }
+        Ok(Appended { logged_through })
     }
 
     /// Deletes the next chunk of merged log rows inside the batch's
@@ -311,49 +412,27 @@ impl ResultsStore {
     }
 
     /// Copies up to `merge_rows` log rows into the results file; returns how
-    /// many it read.
+    /// many it read. One statement reads them from the attached main file,
+    /// sorts them by key (then log id: among repeats of a key the first answer
+    /// is inserted first and `OR IGNORE` keeps it) and inserts them, so no row
+    /// passes through this process.
     async fn merge_once(&self) -> Result<usize, sqlx::Error> {
         let from = self.merged_through();
-        let rows = sqlx::query(
-            "SELECT id, auction_id, user_id, request_id, result, created_at
-             FROM auction_results_log WHERE id > ? ORDER BY id LIMIT ?",
-        )
-        .bind(from)
-        .bind(self.merge_rows as i64)
-        .fetch_all(&self.log_reader)
-        .await?;
-        let Some(last) = rows.last() else {
+        let last: Option<i64> = sqlx::query_scalar("SELECT max(id) FROM log.auction_results_log")
+            .fetch_one(&self.writer)
+            .await?;
+        let Some(last) = last.filter(|last| *last > from) else {
             return Ok(0);
         };
-        let through: i64 = last.try_get("id")?;
-        let mut sorted = rows
-            .iter()
-            .map(|row| {
-                Ok::<_, sqlx::Error>((
-                    row.try_get::<i64, _>("auction_id")?,
-                    row.try_get::<i64, _>("user_id")?,
-                    row.try_get::<&str, _>("request_id")?,
-                    row.try_get::<i64, _>("id")?,
-                    row.try_get::<&str, _>("result")?,
-                    row.try_get::<i64, _>("created_at")?,
-                ))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        // By key, then by log id: among repeats of a key the first answer is
-        // inserted first and `OR IGNORE` keeps it.
-        sorted.sort_unstable_by(|a, b| (a.0, a.1, a.2, a.3).cmp(&(b.0, b.1, b.2, b.3)));
-        let payload: Vec<(i64, i64, &str, &str, i64)> =
-            sorted.iter().map(|r| (r.0, r.1, r.2, r.4, r.5)).collect();
-        let payload =
-            serde_json::to_string(&payload).map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
+        let through = last.min(from.saturating_add(self.merge_rows as i64));
         let mut tx = self.writer.begin().await?;
-        sqlx::query(
-            "INSERT OR IGNORE INTO auction_results (auction_id, user_id, request_id, result, accepted, created_at)
-             SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3,
-                    coalesce((value ->> 3) ->> '$.accepted', 0), value ->> 4
-             FROM json_each(?)",
-        )
-        .bind(payload)
+        sqlx::query(&format!(
+            "INSERT OR IGNORE INTO main.auction_results ({ANSWER_COLUMNS})
+             SELECT {ANSWER_COLUMNS} FROM log.auction_results_log
+             WHERE id > ? AND id <= ? ORDER BY auction_id, user_id, request_id, id"
+        ))
+        .bind(from)
+        .bind(through)
         .execute(&mut *tx)
         .await?;
         sqlx::query("UPDATE merge_state SET merged_through = ? WHERE id = 1")
@@ -366,13 +445,14 @@ impl ResultsStore {
         unmerged
             .entries
             .retain(|_, recent| recent.logged_through > through);
+        let rows = (through - from) as usize;
         debug!(
-            rows = rows.len(),
+            rows,
             through,
             left = unmerged.entries.len(),
             "merged results"
         );
-        Ok(rows.len())
+        Ok(rows)
     }
 
     /// Deletes at most `max_rows` refused answers stored before
