@@ -70,9 +70,17 @@ run() {
 
 run seed seed --scale "$SCALE" --ceiling
 run spread spread --scale "$SCALE" --auctions 64 --ceiling
-run ramp ramp --connections "$(scaled 200)" --from-rate "$(scaled 500)" --to-rate "$(scaled 40000)" --secs 30 --ceiling
+run ramp ramp --connections "$(scaled 200)" --from-rate "$(scaled 500)" --to-rate "$(scaled 120000)" --secs 30 --ceiling
 run chat chat --rooms "$(scaled 20)" --members 25 --room-rate 10 --secs 20
-run idle idle --count "$(scaled 20000)" --hold-secs 10 --server-pid "$SERVER_PID"
+# Every connection is a descriptor of the server, which needs a few dozen of
+# its own: the idle count stays that far under the open-file limit.
+IDLE=$(scaled 20000)
+FD_LIMIT=$(ulimit -n)
+if [ "$IDLE" -gt $((FD_LIMIT - 100)) ]; then
+  echo "idle: open-file limit $FD_LIMIT; $((FD_LIMIT - 100)) connections instead of $IDLE" | tee -a "$OUT/runs.txt" >&2
+  IDLE=$((FD_LIMIT - 100))
+fi
+run idle idle --count "$IDLE" --hold-secs 10 --server-pid "$SERVER_PID"
 
 echo
 echo "== results (JSON and SVG in $OUT)"
@@ -102,7 +110,7 @@ if command -v jq >/dev/null; then
   bar "spread answers/s / ceiling" "$(jq -r .extra.ratioToCeiling "$OUT/spread.json")" ">=" 0.6
   bar "spread verification mismatches" "$(jq -r '.extra.verification.mismatches | length' "$OUT/spread.json")" "<=" 0
   bar "ramp break (offered/s) / ack server's" "$(jq -r .extra.breakRatioToCeiling "$OUT/ramp.json")" ">=" 0.5
-  bar "idle connections held" "$(jq -r .extra.idle.held "$OUT/idle.json")" ">=" "$(jq -r .extra.idle.requested "$OUT/idle.json")"
+  bar "idle connections held (of $(jq -r .extra.idle.requested "$OUT/idle.json"))" "$(jq -r .extra.idle.held "$OUT/idle.json")" ">=" 20000
   bar "idle RSS bytes per connection" "$(jq -r .extra.idle.rssBytesPerConnection "$OUT/idle.json")" "<=" 12288
 else
   grep '^{' "$OUT/runs.txt"

@@ -89,6 +89,9 @@ impl AuctionBatch {
     }
 }
 
+/// Identifies one command's answer: (auction, user, request id).
+pub type ResultKey = (AuctionId, UserId, String);
+
 #[async_trait]
 pub trait AuctionRepository: Send + Sync + 'static {
     /// Creates the auction and its public room. With an `external_id` the same
@@ -104,12 +107,9 @@ pub trait AuctionRepository: Send + Sync + 'static {
         page: PageQuery,
         max: u32,
     ) -> Result<Vec<PriceStep>, RepoError>;
-    /// Stored results among `keys` (user, request id) of one auction.
-    async fn find_results(
-        &self,
-        auction: AuctionId,
-        keys: &[(UserId, String)],
-    ) -> Result<Vec<StoredResult>, RepoError>;
+    /// Stored results among `keys`, of any auctions, in one look-up: a batch
+    /// spread over many auctions must not cost a round trip per auction.
+    async fn find_results(&self, keys: &[ResultKey]) -> Result<Vec<StoredResult>, RepoError>;
     async fn commit(&self, batch: &AuctionBatch) -> Result<(), RepoError>;
     /// Forgets at most `max_rows` stored answers that refused their command
     /// and were stored before `refused_before`; returns how many went. An

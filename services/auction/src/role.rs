@@ -19,7 +19,9 @@ use tracing::{error, info, warn};
 
 use crate::engine::{AuctionState, Command, Event, Phase, Rejection};
 use crate::messages::{Action, AuctionCommand, AuctionFact, CommandResult};
-use crate::ports::{AuctionBatch, AuctionRecord, AuctionRepository, BusOffset, StoredResult};
+use crate::ports::{
+    AuctionBatch, AuctionRecord, AuctionRepository, BusOffset, ResultKey, StoredResult,
+};
 use crate::AuctionView;
 
 /// How often a role on a shared store re-reads the unfinished auctions for its timers.
@@ -325,28 +327,22 @@ impl AuctionRole {
         &self,
         commands: &[AuctionCommand],
     ) -> HashMap<(AuctionId, UserId, String), CommandResult> {
-        let mut by_auction: HashMap<AuctionId, Vec<(UserId, String)>> = HashMap::new();
-        for cmd in commands {
-            if !matches!(cmd.action, Action::Register | Action::Tick) {
-                by_auction
-                    .entry(cmd.auction_id)
-                    .or_default()
-                    .push((cmd.user_id, cmd.origin.request_id.clone()));
-            }
-        }
+        let keys: Vec<ResultKey> = commands
+            .iter()
+            .filter(|cmd| !matches!(cmd.action, Action::Register | Action::Tick))
+            .map(|cmd| (cmd.auction_id, cmd.user_id, cmd.origin.request_id.clone()))
+            .collect();
         let mut known = HashMap::new();
-        for (auction, keys) in by_auction {
-            match self.repo.find_results(auction, &keys).await {
-                Ok(found) => {
-                    for stored in found {
-                        known.insert(
-                            (stored.auction_id, stored.user_id, stored.request_id),
-                            stored.result,
-                        );
-                    }
+        match self.repo.find_results(&keys).await {
+            Ok(found) => {
+                for stored in found {
+                    known.insert(
+                        (stored.auction_id, stored.user_id, stored.request_id),
+                        stored.result,
+                    );
                 }
-                Err(e) => warn!(auction, error = %e, "cannot look up earlier results"),
             }
+            Err(e) => warn!(error = %e, "cannot look up earlier results"),
         }
         known
     }

@@ -64,7 +64,7 @@ impl Default for GatewayConfig {
             ping_interval_secs: 25,
             max_message_chars: 4000,
             web_root: None,
-            ws_read_buffer_bytes: 8 * 1024,
+            ws_read_buffer_bytes: 4 * 1024,
             ws_write_buffer_bytes: 16 * 1024,
         }
     }

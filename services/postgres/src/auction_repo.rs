@@ -24,7 +24,7 @@ use bowchat_auction::engine::{AuctionState, Phase, PriceStep};
 use bowchat_auction::messages::CommandResult;
 use bowchat_auction::ports::{
     AuctionBatch, AuctionFilter, AuctionRecord, AuctionRepository, BusOffset, NewAuction,
-    RepoError, StoredResult,
+    RepoError, ResultKey, StoredResult,
 };
 use bowchat_model::{AuctionId, Millis, PageQuery, RoomId, UserId};
 use parking_lot::Mutex;
@@ -388,23 +388,21 @@ impl AuctionRepository for PgAuctionRepository {
         rows.iter().map(step_of).collect()
     }
 
-    async fn find_results(
-        &self,
-        auction: AuctionId,
-        keys: &[(UserId, String)],
-    ) -> Result<Vec<StoredResult>, RepoError> {
+    async fn find_results(&self, keys: &[ResultKey]) -> Result<Vec<StoredResult>, RepoError> {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
-        let users: Vec<i64> = keys.iter().map(|(u, _)| *u).collect();
-        let requests: Vec<&str> = keys.iter().map(|(_, r)| r.as_str()).collect();
+        let auctions: Vec<i64> = keys.iter().map(|(a, _, _)| *a).collect();
+        let users: Vec<i64> = keys.iter().map(|(_, u, _)| *u).collect();
+        let requests: Vec<&str> = keys.iter().map(|(_, _, r)| r.as_str()).collect();
         let rows = sqlx::query(
-            "SELECT DISTINCT r.user_id, r.request_id, r.result::TEXT AS result
-             FROM UNNEST($2::BIGINT[], $3::TEXT[]) AS k(user_id, request_id)
+            "SELECT DISTINCT r.auction_id, r.user_id, r.request_id, r.result::TEXT AS result
+             FROM UNNEST($1::BIGINT[], $2::BIGINT[], $3::TEXT[]) AS k(auction_id, user_id, request_id)
              JOIN auction_results r
-               ON r.auction_id = $1 AND r.user_id = k.user_id AND r.request_id = k.request_id",
+               ON r.auction_id = k.auction_id AND r.user_id = k.user_id
+              AND r.request_id = k.request_id",
         )
-        .bind(auction)
+        .bind(&auctions)
         .bind(&users)
         .bind(&requests)
         .fetch_all(&self.store.pool)
@@ -416,7 +414,7 @@ impl AuctionRepository for PgAuctionRepository {
                 let result: CommandResult =
                     serde_json::from_str(&result).map_err(|e| RepoError::Corrupt(e.to_string()))?;
                 Ok(StoredResult {
-                    auction_id: auction,
+                    auction_id: row.try_get("auction_id").map_err(db_error)?,
                     user_id: row.try_get("user_id").map_err(db_error)?,
                     request_id: row.try_get("request_id").map_err(db_error)?,
                     result,

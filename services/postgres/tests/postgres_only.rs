@@ -63,7 +63,10 @@ async fn a_batch_behind_the_stored_offsets_is_fenced_and_stores_nothing() {
         assert_eq!(stored.state, state, "the fenced batches changed nothing");
         assert_eq!(step_count(&repo, record.id).await, 1);
         assert!(repo
-            .find_results(record.id, &[(5, "r3500-0".into()), (3, "r3600-0".into())])
+            .find_results(&[
+                (record.id, 5, "r3500-0".into()),
+                (record.id, 3, "r3600-0".into()),
+            ])
             .await
             .unwrap()
             .is_empty());

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use bowchat_auction::engine::{AuctionState, AuctionTerms, Command, Event, IncrementRule, Phase};
 use bowchat_auction::messages::CommandResult;
-use bowchat_auction::ports::{AuctionBatch, AuctionFilter, NewAuction, StoredResult};
+use bowchat_auction::ports::{AuctionBatch, AuctionFilter, NewAuction, ResultKey, StoredResult};
 use bowchat_chat::ports::{MemberRole, RoomKind};
 use bowchat_model::{PageQuery, UserId};
 
@@ -274,7 +274,7 @@ pub async fn commit_stores_states_steps_and_results(store: Arc<dyn Store>) {
     assert!(repo.commit(&bad).await.is_err());
     assert_eq!(repo.get(record.id).await.unwrap().unwrap().state, state);
     assert_eq!(
-        repo.find_results(record.id, &[(3, "r4000-0".into())])
+        repo.find_results(&[(record.id, 3, "r4000-0".into())])
             .await
             .unwrap(),
         vec![]
@@ -352,26 +352,23 @@ pub async fn results_answer_retries(store: Arc<dyn Store>) {
     repo.commit(&batch).await.unwrap();
 
     let mut found = repo
-        .find_results(
-            record.id,
-            &[
-                (2, "r3000-0".into()),
-                (3, "r3000-1".into()),
-                (2, "r3000-0".into()),
-                (3, "r3000-0".into()),
-                (2, "unknown".into()),
-            ],
-        )
+        .find_results(&[
+            (record.id, 2, "r3000-0".into()),
+            (record.id, 3, "r3000-1".into()),
+            (record.id, 2, "r3000-0".into()),
+            (record.id, 3, "r3000-0".into()),
+            (record.id, 2, "unknown".into()),
+        ])
         .await
         .unwrap();
     found.sort_by_key(|r| r.user_id);
     assert_eq!(found, batch.results);
     assert!(repo
-        .find_results(other.id, &[(2, "r3000-0".into())])
+        .find_results(&[(other.id, 2, "r3000-0".into())])
         .await
         .unwrap()
         .is_empty());
-    assert!(repo.find_results(record.id, &[]).await.unwrap().is_empty());
+    assert!(repo.find_results(&[]).await.unwrap().is_empty());
 
     // Storing an answer again keeps the first one.
     let mut second = batch.results[0].clone();
@@ -383,18 +380,37 @@ pub async fn results_answer_retries(store: Arc<dyn Store>) {
     .await
     .unwrap();
     let again = repo
-        .find_results(record.id, &[(2, "r3000-0".into())])
+        .find_results(&[(record.id, 2, "r3000-0".into())])
         .await
         .unwrap();
     assert_eq!(again, vec![batch.results[0].clone()]);
 
-    // Many keys in one lookup.
-    let keys: Vec<(UserId, String)> = (0..1_500).map(|i| (2, format!("k{i}"))).collect();
-    assert!(repo
-        .find_results(record.id, &keys)
+    // One look-up spans auctions: the same user and request id on another
+    // auction is another answer.
+    let mut elsewhere = batch.results[0].clone();
+    elsewhere.auction_id = other.id;
+    elsewhere.result = accepted(777);
+    repo.commit(&AuctionBatch {
+        results: vec![elsewhere.clone()],
+        ..AuctionBatch::default()
+    })
+    .await
+    .unwrap();
+    let mut both = repo
+        .find_results(&[
+            (record.id, 2, "r3000-0".into()),
+            (other.id, 2, "r3000-0".into()),
+        ])
         .await
-        .unwrap()
-        .is_empty());
+        .unwrap();
+    both.sort_by_key(|r| r.auction_id);
+    assert_eq!(both, vec![batch.results[0].clone(), elsewhere]);
+
+    // Many keys in one lookup.
+    let keys: Vec<ResultKey> = (0..1_500)
+        .map(|i| (record.id, 2, format!("k{i}")))
+        .collect();
+    assert!(repo.find_results(&keys).await.unwrap().is_empty());
 }
 
 /// Refused answers stored before the cutoff go, a chunk at a time; accepted
@@ -416,10 +432,10 @@ pub async fn refused_results_expire_and_accepted_stay(store: Arc<dyn Store>) {
         });
     }
     repo.commit(&batch).await.unwrap();
-    let keys: Vec<(UserId, String)> = batch
+    let keys: Vec<ResultKey> = batch
         .results
         .iter()
-        .map(|r| (r.user_id, r.request_id.clone()))
+        .map(|r| (r.auction_id, r.user_id, r.request_id.clone()))
         .collect();
     let stored_at = bowchat_model::now_millis();
 
@@ -428,14 +444,14 @@ pub async fn refused_results_expire_and_accepted_stay(store: Arc<dyn Store>) {
         repo.expire_results(stored_at - 60_000, 100).await.unwrap(),
         0
     );
-    assert_eq!(repo.find_results(record.id, &keys).await.unwrap().len(), 6);
+    assert_eq!(repo.find_results(&keys).await.unwrap().len(), 6);
 
     // A cutoff after: the refusals go in chunks, the accepted answer stays.
     let cutoff = stored_at + 60_000;
     assert_eq!(repo.expire_results(cutoff, 2).await.unwrap(), 2);
     assert_eq!(repo.expire_results(cutoff, 100).await.unwrap(), 3);
     assert_eq!(repo.expire_results(cutoff, 100).await.unwrap(), 0);
-    let left = repo.find_results(record.id, &keys).await.unwrap();
+    let left = repo.find_results(&keys).await.unwrap();
     assert_eq!(
         left,
         vec![batch.results[0].clone()],

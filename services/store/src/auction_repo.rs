@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use bowchat_auction::engine::{AuctionState, Phase, PriceStep};
 use bowchat_auction::ports::{
     AuctionBatch, AuctionFilter, AuctionRecord, AuctionRepository, NewAuction, RepoError,
-    StoredResult,
+    ResultKey, StoredResult,
 };
 use bowchat_model::{AuctionId, Millis, PageQuery, RoomId, UserId};
 use sqlx::sqlite::SqliteRow;
@@ -215,12 +215,8 @@ impl AuctionRepository for SqliteAuctionRepository {
         rows.iter().map(step_of).collect()
     }
 
-    async fn find_results(
-        &self,
-        auction: AuctionId,
-        keys: &[(UserId, String)],
-    ) -> Result<Vec<StoredResult>, RepoError> {
-        self.db.results.find(auction, keys).await
+    async fn find_results(&self, keys: &[ResultKey]) -> Result<Vec<StoredResult>, RepoError> {
+        self.db.results.find(keys).await
     }
 
     async fn commit(&self, batch: &AuctionBatch) -> Result<(), RepoError> {

@@ -32,7 +32,7 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
 use bowchat_auction::messages::CommandResult;
-use bowchat_auction::ports::{RepoError, StoredResult};
+use bowchat_auction::ports::{RepoError, ResultKey, StoredResult};
 use bowchat_model::{AuctionId, Millis, UserId};
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions};
 use sqlx::{Row, Sqlite, Transaction};
@@ -41,8 +41,6 @@ use tracing::{debug, warn};
 use crate::auction_repo::unavailable;
 use crate::padded_rows::PaddedStatement;
 use crate::{SqliteOptions, StoreError};
-
-type ResultKey = (AuctionId, UserId, String);
 
 /// An answer whose log row is not merged yet.
 struct Recent {
@@ -81,7 +79,7 @@ pub(crate) struct ResultsStore {
 struct Statements {
     /// Appends answers to the main file's log.
     append: PaddedStatement,
-    /// The stored answers among (user, request) keys of one auction.
+    /// The stored answers among (auction, user, request) keys.
     find: PaddedStatement,
 }
 
@@ -94,11 +92,12 @@ impl Statements {
                 "",
             ),
             find: PaddedStatement::new(
-                "SELECT r.user_id, r.request_id, r.accepted, r.code, r.message, r.leading,
-                        r.price, r.minimum FROM",
-                2,
+                "SELECT r.auction_id, r.user_id, r.request_id, r.accepted, r.code, r.message,
+                        r.leading, r.price, r.minimum FROM",
+                3,
                 "CROSS JOIN auction_results AS r
-                 WHERE r.auction_id = ? AND r.user_id = v.column1 AND r.request_id = v.column2",
+                 WHERE r.auction_id = v.column1 AND r.user_id = v.column2
+                   AND r.request_id = v.column3",
             ),
         }
     }
@@ -262,24 +261,17 @@ impl ResultsStore {
         self.unmerged().entries.len()
     }
 
-    /// The stored answers among `keys` of one auction, each key once.
-    pub(crate) async fn find(
-        &self,
-        auction: AuctionId,
-        keys: &[(UserId, String)],
-    ) -> Result<Vec<StoredResult>, RepoError> {
+    /// The stored answers among `keys` (of any auctions), each key once.
+    pub(crate) async fn find(&self, keys: &[ResultKey]) -> Result<Vec<StoredResult>, RepoError> {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
         // Memory first: an entry leaves memory only after its merge committed,
         // so a key missed here is in the file by the time the file is read.
-        let mut found: HashMap<(UserId, String), CommandResult> = {
+        let mut found: HashMap<ResultKey, CommandResult> = {
             let unmerged = self.unmerged();
             keys.iter()
-                .filter_map(|(user, request)| {
-                    let recent = unmerged.entries.get(&(auction, *user, request.clone()))?;
-                    Some(((*user, request.clone()), recent.result.clone()))
-                })
+                .filter_map(|key| Some((key.clone(), unmerged.entries.get(key)?.result.clone())))
                 .collect()
         };
         // The keys as bound parameters, a few statements of prepared sizes
@@ -289,29 +281,31 @@ impl ResultsStore {
         let mut offset = 0;
         for chunk in self.statements.find.chunks(keys.len()) {
             let mut query = sqlx::query(chunk.sql);
-            for (user, request) in &keys[offset..offset + chunk.used] {
-                query = query.bind(*user).bind(request.as_str());
+            for (auction, user, request) in &keys[offset..offset + chunk.used] {
+                query = query.bind(*auction).bind(*user).bind(request.as_str());
             }
             for _ in chunk.used..chunk.rows {
-                query = query.bind(None::<i64>).bind(None::<String>);
+                query = query
+                    .bind(None::<i64>)
+                    .bind(None::<i64>)
+                    .bind(None::<String>);
             }
             offset += chunk.used;
-            let rows = query
-                .bind(auction)
-                .fetch_all(&self.reader)
-                .await
-                .map_err(unavailable)?;
+            let rows = query.fetch_all(&self.reader).await.map_err(unavailable)?;
             for row in rows {
                 let result = result_of(&row).map_err(unavailable)?;
-                let user: UserId = row.try_get("user_id").map_err(unavailable)?;
-                let request: String = row.try_get("request_id").map_err(unavailable)?;
-                found.insert((user, request), result);
+                let key: ResultKey = (
+                    row.try_get("auction_id").map_err(unavailable)?,
+                    row.try_get("user_id").map_err(unavailable)?,
+                    row.try_get("request_id").map_err(unavailable)?,
+                );
+                found.insert(key, result);
             }
         }
         Ok(found
             .into_iter()
-            .map(|((user_id, request_id), result)| StoredResult {
-                auction_id: auction,
+            .map(|((auction_id, user_id, request_id), result)| StoredResult {
+                auction_id,
                 user_id,
                 request_id,
                 result,

@@ -47,7 +47,7 @@ async fn find(
     request: &str,
 ) -> Option<CommandResult> {
     let mut found = repo
-        .find_results(1, &[(user, request.to_string())])
+        .find_results(&[(1, user, request.to_string())])
         .await
         .expect("find results");
     assert!(found.len() <= 1, "one answer per key: {found:?}");
