@@ -105,10 +105,10 @@ async fn run(
     let heartbeat = Duration::from_secs(state.config.ping_interval_secs.max(1));
     let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + heartbeat, heartbeat);
     let mut last_seen = Instant::now();
-    // Fires when the oldest unanswered bid may have timed out. It is moved
-    // only to an earlier deadline: when the oldest bid is answered the timer
-    // stays and fires early for nothing, which costs far less than moving it
-    // at every bid of a busy connection.
+    // Fires when the oldest unanswered bid may have timed out. It is not
+    // moved when that bid is answered: it fires early for nothing and is set
+    // again, which costs far less than moving it at every bid of a busy
+    // connection.
     let expiry = tokio::time::sleep(FAR_FUTURE);
     tokio::pin!(expiry);
     let mut armed: Option<Instant> = None;
@@ -119,8 +119,10 @@ async fn run(
         return;
     }
     loop {
-        if let Some(at) = session.next_expiry() {
-            if armed.is_none_or(|armed| at < armed) {
+        // Bids are sent in order, so a bid sent after the armed one expires
+        // later: the timer needs setting only when nothing is armed.
+        if armed.is_none() {
+            if let Some(at) = session.next_expiry() {
                 armed = Some(at);
                 expiry.as_mut().reset(at.into());
             }
