@@ -6,7 +6,7 @@ set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
 NAME=postgres
-PORT="${TESTENV_PG_PORT:-55432}"
+PORT="${TESTENV_PG_PORT:-25432}"
 DB=bowchat
 USER_NAME=bowchat
 PASSWORD=bowchat

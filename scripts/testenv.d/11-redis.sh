@@ -5,7 +5,7 @@ set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
 NAME=redis
-PORT="${TESTENV_REDIS_PORT:-56379}"
+PORT="${TESTENV_REDIS_PORT:-26380}"
 DIR="$TESTENV_STATE/$NAME"
 PID="$DIR/redis.pid"
 URL="redis://127.0.0.1:$PORT/"

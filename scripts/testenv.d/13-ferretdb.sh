@@ -9,7 +9,7 @@ HERE="$(cd "$(dirname "$0")" && pwd)"
 . "$HERE/lib.sh"
 
 NAME=ferretdb
-PORT="${TESTENV_MONGODB_PORT:-57017}"
+PORT="${TESTENV_MONGODB_PORT:-27018}"
 DIR="$TESTENV_STATE/$NAME"
 PID="$DIR/ferretdb.pid"
 CACHE="$TESTENV_CACHE/$NAME"

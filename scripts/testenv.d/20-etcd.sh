@@ -5,8 +5,8 @@
 # `apt-get download` + `dpkg -x`: installing the package would also enable a
 # system-wide service on the default ports, which the test environment must not own.
 # Single member, plain HTTP on loopback, data under $TESTENV_STATE/etcd.
-#   TESTENV_ETCD_PORT       client port (default 52379)
-#   TESTENV_ETCD_PEER_PORT  peer port (default 52380)
+#   TESTENV_ETCD_PORT       client port (default 22379)
+#   TESTENV_ETCD_PEER_PORT  peer port (default 22380)
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 # shellcheck source=lib.sh
@@ -14,8 +14,8 @@ source "$here/lib.sh"
 name=etcd
 state="$TESTENV_STATE/$name"
 cache="$TESTENV_CACHE/$name"
-port="${TESTENV_ETCD_PORT:-52379}"
-peer_port="${TESTENV_ETCD_PEER_PORT:-52380}"
+port="${TESTENV_ETCD_PORT:-22379}"
+peer_port="${TESTENV_ETCD_PEER_PORT:-22380}"
 url="http://127.0.0.1:$port"
 bin="$cache/etcd"
 pidfile="$state/etcd.pid"

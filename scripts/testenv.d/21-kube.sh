@@ -9,7 +9,7 @@
 # CA, serving cert, admin client cert and service-account key generated per run
 # under $TESTENV_STATE/kube, and authorizes with RBAC. There is no controller
 # manager, scheduler or kubelet: objects are stored and validated, Pods never run.
-#   TESTENV_KUBE_PORT  secure port (default 56443)
+#   TESTENV_KUBE_PORT  secure port (default 26443)
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 # shellcheck source=lib.sh
@@ -19,9 +19,9 @@ state="$TESTENV_STATE/$name"
 cache="$TESTENV_CACHE/$name"
 kube_version=v1.36.3
 helm_version=v3.22.0
-port="${TESTENV_KUBE_PORT:-56443}"
+port="${TESTENV_KUBE_PORT:-26443}"
 api="https://127.0.0.1:$port"
-etcd_url="http://127.0.0.1:${TESTENV_ETCD_PORT:-52379}"
+etcd_url="http://127.0.0.1:${TESTENV_ETCD_PORT:-22379}"
 bindir="$cache/$kube_version"
 helmdir="$cache/helm-$helm_version"
 pki="$state/pki"

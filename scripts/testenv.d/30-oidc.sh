@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # OpenID Connect provider for the social-login tests: the npm package
 # oidc-provider (OpenID certified) run by oidc/server.mjs with one client and two
-# users. Port 59400 (BOWCHAT_TEST_OIDC_PORT overrides).
+# users. Port 29400 (BOWCHAT_TEST_OIDC_PORT overrides).
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 NAME=oidc
 SRC="$TESTENV_ROOT/scripts/testenv.d/oidc"
-PORT="${BOWCHAT_TEST_OIDC_PORT:-59400}"
+PORT="${BOWCHAT_TEST_OIDC_PORT:-29400}"
 STATE="$TESTENV_STATE/$NAME"
 PIDFILE="$STATE/pid"
 

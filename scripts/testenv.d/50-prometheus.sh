@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Prometheus for the dashboard tests: the Debian `prometheus` package's binary,
 # run by this script with its own configuration and data folder (the package's
-# system service is not used). Port 59090 (BOWCHAT_TEST_PROMETHEUS_PORT
+# system service is not used). Port 29090 (BOWCHAT_TEST_PROMETHEUS_PORT
 # overrides). It scrapes itself; tests that need it to scrape a server they
 # started run their own process from BOWCHAT_TEST_PROMETHEUS_BIN.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 NAME=prometheus
-PORT="${BOWCHAT_TEST_PROMETHEUS_PORT:-59090}"
+PORT="${BOWCHAT_TEST_PROMETHEUS_PORT:-29090}"
 STATE="$TESTENV_STATE/$NAME"
 PIDFILE="$STATE/pid"
 BIN=/usr/bin/prometheus

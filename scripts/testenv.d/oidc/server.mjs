@@ -13,7 +13,7 @@ import http from 'node:http';
 import { generateKeyPairSync, randomUUID } from 'node:crypto';
 import Provider from 'oidc-provider';
 
-const port = Number(process.env.OIDC_PORT || 59400);
+const port = Number(process.env.OIDC_PORT || 29400);
 const issuer = `http://127.0.0.1:${port}`;
 const clientId = process.env.OIDC_CLIENT_ID || 'bowchat-test';
 const clientSecret = process.env.OIDC_CLIENT_SECRET;
