@@ -1,12 +1,14 @@
 //! The chat role's Prometheus metrics, registered into the registry the role is given.
 
-use prometheus::{Histogram, HistogramOpts, IntCounterVec, Opts, Registry};
+use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, Opts, Registry};
 use tracing::warn;
 
 pub(crate) struct Metrics {
     pub messages: IntCounterVec,
     pub batch_size: Histogram,
     pub commit_seconds: Histogram,
+    /// Batches refused because a room's sequence moved under them (another writer).
+    pub conflicts: IntCounter,
 }
 
 impl Metrics {
@@ -33,10 +35,16 @@ impl Metrics {
             .buckets(prometheus::exponential_buckets(0.0001, 2.0, 16).expect("valid buckets")),
         )
         .expect("valid metric");
-        let collectors: [Box<dyn prometheus::core::Collector>; 3] = [
+        let conflicts = IntCounter::new(
+            "bowchat_chat_sequence_conflicts_total",
+            "Chat batches refused because a room's last seq was moved by another writer",
+        )
+        .expect("valid metric");
+        let collectors: [Box<dyn prometheus::core::Collector>; 4] = [
             Box::new(messages.clone()),
             Box::new(batch_size.clone()),
             Box::new(commit_seconds.clone()),
+            Box::new(conflicts.clone()),
         ];
         for collector in collectors {
             // A second role on the same registry still works; it just is not exported twice.
@@ -48,6 +56,7 @@ impl Metrics {
             messages,
             batch_size,
             commit_seconds,
+            conflicts,
         }
     }
 }

@@ -463,6 +463,12 @@ impl ChatRole {
     async fn finish(&mut self, pending: Pending, rooms: &HashSet<RoomId>) -> Result<(), BusError> {
         if !pending.batch.is_empty() {
             if let Err(e) = self.commit(&pending.batch).await {
+                if matches!(e, ChatRepoError::Conflict(_)) {
+                    // Another writer moved a room's sequence: nothing of this
+                    // batch is stored, its senders retry, and the rooms'
+                    // sequences are read again below.
+                    self.metrics.conflicts.inc();
+                }
                 error!(error = %e, "chat batch commit failed; answering with UNAVAILABLE");
                 for room in rooms {
                     self.last_seq.remove(room);

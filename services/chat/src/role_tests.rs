@@ -10,7 +10,7 @@ use bytes::Bytes;
 
 use crate::fake_repo::FakeChatRepo;
 use crate::messages::{ChatAction, ChatCommand, ChatFact, ChatMessage};
-use crate::ports::{ChatRepository, RoomKind};
+use crate::ports::{ChatBatch, ChatRepository, RoomKind};
 use crate::{codes, ChatRole, ChatRoleConfig};
 
 struct Harness {
@@ -402,6 +402,51 @@ async fn a_failed_commit_publishes_no_message_and_answers_unavailable() {
             .collect::<Vec<_>>(),
         vec![1, 2, 3]
     );
+}
+
+#[tokio::test]
+async fn a_second_writer_on_a_room_makes_the_batch_store_nothing_and_count_a_conflict() {
+    let config = ChatRoleConfig {
+        commit_retries: 0,
+        ..ChatRoleConfig::default()
+    };
+    let mut h = Harness::new(config).await;
+    let room = h.repo.add_room(RoomKind::Group, &[1, 2]);
+    assert_eq!(
+        results(&h.batch(&[send(room, 1, "m1", "one")]).await),
+        vec![ok(1)]
+    );
+    // Another writer stores seq 2 behind the role's back (the role still
+    // believes the room ends at 1).
+    h.repo
+        .commit(&ChatBatch {
+            messages: vec![ChatMessage {
+                room_id: room,
+                seq: 2,
+                sender: 2,
+                body: "elsewhere".into(),
+                client_msg_id: "other".into(),
+                created_at: 0,
+            }],
+            ..ChatBatch::default()
+        })
+        .await
+        .unwrap();
+    let facts = h.batch(&[send(room, 1, "m2", "two")]).await;
+    assert_eq!(results(&facts), vec![rejected(codes::UNAVAILABLE)]);
+    assert!(messages(&facts).is_empty(), "nothing published: {facts:?}");
+    let conflicts = h
+        .registry
+        .gather()
+        .into_iter()
+        .find(|f| f.name() == "bowchat_chat_sequence_conflicts_total")
+        .map(|f| f.get_metric()[0].get_counter().value());
+    assert_eq!(conflicts, Some(1.0));
+    // The retry reads the room again and continues after the other writer.
+    let facts = h.batch(&[send(room, 1, "m2", "two")]).await;
+    assert_eq!(results(&facts), vec![ok(3)]);
+    let seqs: Vec<i64> = h.repo.messages(room).iter().map(|m| m.seq).collect();
+    assert_eq!(seqs, vec![1, 2, 3]);
 }
 
 #[tokio::test]
