@@ -14,6 +14,10 @@ pub enum RepoError {
     Conflict(String),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// Another writer stored a newer state of these auctions after the batch
+    /// read them; the batch stored nothing.
+    #[error("auctions {auctions:?} changed since the batch read them")]
+    VersionConflict { auctions: Vec<AuctionId> },
 }
 
 impl RepoError {
@@ -36,6 +40,9 @@ pub struct AuctionRecord {
     /// The seller-winner room once sold.
     pub deal_room_id: Option<RoomId>,
     pub created_at: Millis,
+    /// Bumped by every stored state: a batch writes its state only over the
+    /// version it read (the optimistic lock of the system this replaces).
+    pub version: i64,
 }
 
 #[derive(Debug, Clone)]
@@ -73,10 +80,22 @@ pub struct BusOffset {
     pub next_offset: u64,
 }
 
-/// Everything one processed batch changed; stored atomically.
+/// One auction's state after a batch, stored only over the version the batch
+/// computed it from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StateWrite {
+    pub auction_id: AuctionId,
+    /// The version of the record the batch read; storing bumps it by one.
+    pub read_version: i64,
+    pub state: AuctionState,
+}
+
+/// Everything one processed batch changed; stored atomically, or not at all
+/// when any of its states was written by someone else since it was read
+/// ([`RepoError::VersionConflict`]).
 #[derive(Debug, Clone, Default)]
 pub struct AuctionBatch {
-    pub states: Vec<(AuctionId, AuctionState)>,
+    pub states: Vec<StateWrite>,
     pub steps: Vec<(AuctionId, PriceStep)>,
     pub results: Vec<StoredResult>,
     pub deal_rooms: Vec<(AuctionId, RoomId)>,

@@ -14,13 +14,17 @@ use std::time::Duration;
 use bowchat_bus::{topics, Bus, BusError, Consumer, Record};
 use bowchat_model::{now_millis, AuctionId, Millis, UserId, MAX_AMOUNT};
 use bytes::Bytes;
-use prometheus::{register_histogram, register_int_counter_vec, Histogram, IntCounterVec};
+use prometheus::{
+    register_histogram, register_int_counter, register_int_counter_vec, Histogram, IntCounter,
+    IntCounterVec,
+};
 use tracing::{error, info, warn};
 
 use crate::engine::{AuctionState, Command, Event, Phase, Rejection};
 use crate::messages::{Action, AuctionCommand, AuctionFact, CommandResult};
 use crate::ports::{
-    AuctionBatch, AuctionRecord, AuctionRepository, BusOffset, ResultKey, StoredResult,
+    AuctionBatch, AuctionRecord, AuctionRepository, BusOffset, RepoError, ResultKey, StateWrite,
+    StoredResult,
 };
 use crate::AuctionView;
 
@@ -39,6 +43,9 @@ pub struct AuctionRoleConfig {
     /// re-read at every batch, since a partition may have been processed
     /// elsewhere between two of this member's batches.
     pub shared_store: bool,
+    /// How often a batch that lost to another writer is decided again before
+    /// its commands are answered UNAVAILABLE.
+    pub conflict_retries: u32,
 }
 
 impl Default for AuctionRoleConfig {
@@ -48,12 +55,14 @@ impl Default for AuctionRoleConfig {
             group: "auction-role".into(),
             commit_retries: 3,
             shared_store: false,
+            conflict_retries: 3,
         }
     }
 }
 
 struct Metrics {
     commands: IntCounterVec,
+    version_conflicts: IntCounter,
     batch_size: Histogram,
     commit_seconds: Histogram,
 }
@@ -65,6 +74,11 @@ fn metrics() -> &'static Metrics {
             "bowchat_auction_commands_total",
             "Auction commands processed, by action and result code",
             &["action", "result"]
+        )
+        .expect("metric registers once"),
+        version_conflicts: register_int_counter!(
+            "bowchat_auction_version_conflicts_total",
+            "Auction batches that lost to another writer (an auction's version moved since it was read)"
         )
         .expect("metric registers once"),
         batch_size: register_histogram!(
@@ -299,8 +313,35 @@ impl AuctionRole {
                 Err(e) => self.dead_letter(record, &e.to_string()).await,
             }
         }
+        let offsets = next_offsets(records);
+        let mut attempt = 0;
+        loop {
+            let pending = self.decide(commands.clone(), offsets.clone()).await;
+            let Some(conflicted) = self.finish(pending).await else {
+                return;
+            };
+            // Another writer stored one of these auctions after this batch
+            // read it (docs/architecture.md, "one writer per auction"): the
+            // batch stored nothing and is decided again on the stored states,
+            // its retries finding the other writer's answers.
+            metrics().version_conflicts.inc();
+            if attempt >= self.config.conflict_retries {
+                error!("auction batch kept conflicting with another writer; answering UNAVAILABLE");
+                self.fail_batch(conflicted).await;
+                return;
+            }
+            attempt += 1;
+            warn!(
+                attempt,
+                "auction batch conflicted with another writer; deciding it again"
+            );
+        }
+    }
+
+    /// Applies `commands` to the cached states; nothing is stored yet.
+    async fn decide(&mut self, commands: Vec<AuctionCommand>, offsets: Vec<BusOffset>) -> Pending {
         let mut pending = Pending::default();
-        pending.batch.offsets = next_offsets(records);
+        pending.batch.offsets = offsets;
         let known = self.lookup_stored_results(&commands).await;
         for cmd in commands {
             let key = (cmd.auction_id, cmd.user_id, cmd.origin.request_id.clone());
@@ -320,7 +361,7 @@ impl AuctionRole {
             }
             self.process_command(cmd, &mut pending).await;
         }
-        self.finish(pending).await;
+        pending
     }
 
     async fn lookup_stored_results(
@@ -433,8 +474,8 @@ impl AuctionRole {
             .states
             .iter()
             .rev()
-            .find(|(id, _)| *id == record.id)
-            .map(|(_, s)| s.clone())
+            .find(|w| w.auction_id == record.id)
+            .map(|w| w.state.clone())
             .unwrap_or_else(|| record.state.clone())
     }
 
@@ -544,24 +585,30 @@ impl AuctionRole {
         if let Some(slot) = self.slots.get_mut(&id) {
             slot.record.deal_room_id = record.deal_room_id;
         }
-        pending.batch.states.push((id, state));
+        pending.batch.states.push(StateWrite {
+            auction_id: id,
+            read_version: record.version,
+            state,
+        });
     }
 
-    /// Stores the batch, then publishes its facts.
-    async fn finish(&mut self, mut pending: Pending) {
+    /// Stores the batch, then publishes its facts. Hands the batch back,
+    /// stored and published nothing, when another writer changed one of its
+    /// auctions since they were read; their cached states are forgotten.
+    async fn finish(&mut self, mut pending: Pending) -> Option<Pending> {
         if pending.batch.is_empty() && pending.facts.is_empty() {
-            return;
+            return None;
         }
         // Only the last state of each auction needs storing.
         let mut last: HashMap<AuctionId, usize> = HashMap::new();
-        for (i, (id, _)) in pending.batch.states.iter().enumerate() {
-            last.insert(*id, i);
+        for (i, write) in pending.batch.states.iter().enumerate() {
+            last.insert(write.auction_id, i);
         }
         let states = std::mem::take(&mut pending.batch.states);
         pending.batch.states = states
             .into_iter()
             .enumerate()
-            .filter(|(i, (id, _))| last[id] == *i)
+            .filter(|(i, write)| last[&write.auction_id] == *i)
             .map(|(_, s)| s)
             .collect();
 
@@ -578,7 +625,14 @@ impl AuctionRole {
                         warn!(error = %e, "auction batch fenced; dropping it");
                         self.slots.clear();
                         self.fenced = true;
-                        return;
+                        return None;
+                    }
+                    Err(RepoError::VersionConflict { auctions }) => {
+                        warn!(?auctions, "auction batch lost to another writer");
+                        for id in &pending.touched {
+                            self.slots.remove(id);
+                        }
+                        return Some(pending);
                     }
                     Err(e) if attempt < self.config.commit_retries => {
                         attempt += 1;
@@ -588,7 +642,7 @@ impl AuctionRole {
                     Err(e) => {
                         error!(error = %e, "auction batch commit failed; answering with UNAVAILABLE");
                         self.fail_batch(pending).await;
-                        return;
+                        return None;
                     }
                 }
             }
@@ -596,13 +650,15 @@ impl AuctionRole {
                 .commit_seconds
                 .observe(started.elapsed().as_secs_f64());
         }
-        for (id, state) in &pending.batch.states {
-            if let Some(slot) = self.slots.get_mut(id) {
-                slot.record.state = state.clone();
+        for write in &pending.batch.states {
+            if let Some(slot) = self.slots.get_mut(&write.auction_id) {
+                slot.record.state = write.state.clone();
+                slot.record.version = write.read_version + 1;
             }
         }
         let facts = coalesce_updates(pending.facts);
         self.publish(facts).await;
+        None
     }
 
     async fn fail_batch(&mut self, pending: Pending) {

@@ -24,7 +24,7 @@ use bowchat_auction::engine::{AuctionState, Phase, PriceStep};
 use bowchat_auction::messages::CommandResult;
 use bowchat_auction::ports::{
     AuctionBatch, AuctionFilter, AuctionRecord, AuctionRepository, BusOffset, NewAuction,
-    RepoError, ResultKey, StoredResult,
+    RepoError, ResultKey, StateWrite, StoredResult,
 };
 use bowchat_model::{AuctionId, Millis, PageQuery, RoomId, UserId};
 use parking_lot::Mutex;
@@ -227,7 +227,7 @@ fn to_json<T: serde::Serialize>(value: &T) -> Result<String, RepoError> {
 
 /// JSONB read back as text, so decoding stays with serde.
 const AUCTION_COLUMNS: &str =
-    "id, title, description, state::TEXT AS state, room_id, deal_room_id, created_at";
+    "id, title, description, state::TEXT AS state, room_id, deal_room_id, created_at, version";
 
 fn record_of(row: &PgRow) -> Result<AuctionRecord, RepoError> {
     let state: String = row.try_get("state").map_err(db_error)?;
@@ -242,6 +242,7 @@ fn record_of(row: &PgRow) -> Result<AuctionRecord, RepoError> {
         room_id: row.try_get("room_id").map_err(db_error)?,
         deal_room_id: row.try_get("deal_room_id").map_err(db_error)?,
         created_at: row.try_get("created_at").map_err(db_error)?,
+        version: row.try_get("version").map_err(db_error)?,
     })
 }
 
@@ -333,6 +334,7 @@ impl AuctionRepository for PgAuctionRepository {
             room_id: Some(room_id),
             deal_room_id: None,
             created_at: now,
+            version: 0,
         })
     }
 
@@ -433,21 +435,36 @@ impl AuctionRepository for PgAuctionRepository {
         for offset in offsets {
             self.store_offset(&mut tx, offset).await?;
         }
-        let mut states: Vec<&(AuctionId, AuctionState)> = batch.states.iter().collect();
-        states.sort_by_key(|(id, _)| *id);
-        for (id, state) in states {
+        let mut states: Vec<&StateWrite> = batch.states.iter().collect();
+        states.sort_by_key(|w| w.auction_id);
+        for write in states {
+            let id = write.auction_id;
+            // Written only over the version the state was computed from: a
+            // second writer's commit fails instead of overwriting.
             let updated = sqlx::query(
-                "UPDATE auctions SET state = $1::JSONB, phase = $2, updated_at = $3 WHERE id = $4",
+                "UPDATE auctions SET state = $1::JSONB, phase = $2, updated_at = $3,
+                        version = version + 1
+                 WHERE id = $4 AND version = $5",
             )
-            .bind(to_json(state)?)
-            .bind(phase_name(state.phase))
+            .bind(to_json(&write.state)?)
+            .bind(phase_name(write.state.phase))
             .bind(now)
             .bind(id)
+            .bind(write.read_version)
             .execute(&mut *tx)
             .await
             .map_err(db_error)?;
             if updated.rows_affected() == 0 {
-                return Err(RepoError::Conflict(format!("auction {id} does not exist")));
+                let exists: Option<i64> =
+                    sqlx::query_scalar("SELECT version FROM auctions WHERE id = $1")
+                        .bind(id)
+                        .fetch_optional(&mut *tx)
+                        .await
+                        .map_err(db_error)?;
+                return Err(match exists {
+                    Some(_) => RepoError::VersionConflict { auctions: vec![id] },
+                    None => RepoError::Conflict(format!("auction {id} does not exist")),
+                });
             }
         }
         // Steps and results go in as arrays, one statement each: a round trip

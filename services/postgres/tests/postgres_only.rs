@@ -4,7 +4,7 @@
 
 mod common;
 
-use bowchat_auction::ports::{AuctionBatch, AuctionRepository, BusOffset, RepoError};
+use bowchat_auction::ports::{AuctionBatch, AuctionRepository, BusOffset, RepoError, StateWrite};
 use bowchat_postgres::{is_fenced, PgAuctionRepository};
 use bowchat_store_suite::auction::{bid_batch, new_auction};
 use sqlx::Row;
@@ -36,7 +36,7 @@ async fn a_batch_behind_the_stored_offsets_is_fenced_and_stores_nothing() {
             .await
             .unwrap();
         let mut state = record.state.clone();
-        let mut first = bid_batch(record.id, &mut state, &[(2, 100)], 3_000);
+        let mut first = bid_batch(record.id, 0, &mut state, &[(2, 100)], 3_000);
         first.offsets = vec![offset(0, 10), offset(3, 4)];
         repo.commit(&first).await.unwrap();
         assert_eq!(
@@ -48,14 +48,14 @@ async fn a_batch_behind_the_stored_offsets_is_fenced_and_stores_nothing() {
         // (or exactly the stored ones) from the old state.
         for stale_next in [8, 10] {
             let mut old = record.state.clone();
-            let mut stale = bid_batch(record.id, &mut old, &[(5, 500)], 3_500);
+            let mut stale = bid_batch(record.id, 0, &mut old, &[(5, 500)], 3_500);
             stale.offsets = vec![offset(0, stale_next)];
             let err = repo.commit(&stale).await.unwrap_err();
             assert!(is_fenced(&err), "{err:?}");
             assert!(matches!(err, RepoError::Conflict(_)));
         }
         // A batch where only one of its partitions is behind is refused whole.
-        let mut mixed = bid_batch(record.id, &mut state.clone(), &[(3, 110)], 3_600);
+        let mut mixed = bid_batch(record.id, 1, &mut state.clone(), &[(3, 110)], 3_600);
         mixed.offsets = vec![offset(0, 11), offset(3, 2)];
         assert!(is_fenced(&repo.commit(&mixed).await.unwrap_err()));
 
@@ -76,7 +76,7 @@ async fn a_batch_behind_the_stored_offsets_is_fenced_and_stores_nothing() {
         );
 
         // Moving forward works; another group keeps its own positions.
-        let mut next = bid_batch(record.id, &mut state, &[(3, 110)], 3_700);
+        let mut next = bid_batch(record.id, 1, &mut state, &[(3, 110)], 3_700);
         next.offsets = vec![offset(0, 11)];
         repo.commit(&next).await.unwrap();
         let other = store.auctions("replayer");
@@ -111,7 +111,7 @@ async fn a_claim_fences_the_previous_owner_even_when_it_moves_forward() {
             vec![offset(0, 0), offset(1, 0)]
         );
         let mut state = record.state.clone();
-        let mut batch = bid_batch(record.id, &mut state, &[(2, 100)], 3_000);
+        let mut batch = bid_batch(record.id, 0, &mut state, &[(2, 100)], 3_000);
         batch.offsets = vec![offset(1, 5)];
         old_owner.commit(&batch).await.unwrap();
 
@@ -127,7 +127,7 @@ async fn a_claim_fences_the_previous_owner_even_when_it_moves_forward() {
 
         // The old owner still has records 5.. buffered and would move forward: fenced.
         let mut stale_state = state.clone();
-        let mut stale = bid_batch(record.id, &mut stale_state, &[(3, 110)], 3_500);
+        let mut stale = bid_batch(record.id, 1, &mut stale_state, &[(3, 110)], 3_500);
         stale.offsets = vec![offset(1, 9)];
         let err = old_owner.commit(&stale).await.unwrap_err();
         assert!(is_fenced(&err), "{err:?}");
@@ -140,7 +140,7 @@ async fn a_claim_fences_the_previous_owner_even_when_it_moves_forward() {
             .await
             .unwrap();
 
-        let mut fresh = bid_batch(record.id, &mut state, &[(4, 120)], 3_600);
+        let mut fresh = bid_batch(record.id, 1, &mut state, &[(4, 120)], 3_600);
         fresh.offsets = vec![offset(1, 7)];
         new_owner.commit(&fresh).await.unwrap();
         let stored = new_owner.get(record.id).await.unwrap().unwrap();
@@ -154,7 +154,7 @@ async fn a_claim_fences_the_previous_owner_even_when_it_moves_forward() {
 
         // After releasing, the old owner is checked by offset only.
         old_owner.release(TOPIC, &[1]);
-        let mut late = bid_batch(record.id, &mut state.clone(), &[(3, 130)], 3_700);
+        let mut late = bid_batch(record.id, 2, &mut state.clone(), &[(3, 130)], 3_700);
         late.offsets = vec![offset(1, 6)];
         assert!(is_fenced(&old_owner.commit(&late).await.unwrap_err()));
     })
@@ -176,10 +176,10 @@ async fn concurrent_batches_on_one_auction_serialize() {
             // records, B one, of the same partition.
             let base = round * 10;
             let mut state_a = record.state.clone();
-            let mut a = bid_batch(record.id, &mut state_a, &[(2, 100), (3, 110)], 3_000);
+            let mut a = bid_batch(record.id, 0, &mut state_a, &[(2, 100), (3, 110)], 3_000);
             a.offsets = vec![offset(0, base + 2)];
             let mut state_b = record.state.clone();
-            let mut b = bid_batch(record.id, &mut state_b, &[(4, 150)], 3_001);
+            let mut b = bid_batch(record.id, 0, &mut state_b, &[(4, 150)], 3_001);
             b.offsets = vec![offset(0, base + 1)];
 
             let (ra, rb) = tokio::join!(
@@ -197,8 +197,16 @@ async fn concurrent_batches_on_one_auction_serialize() {
                 ra.is_ok() != rb.is_ok(),
                 "round {round}: exactly one batch commits: {ra:?} {rb:?}"
             );
+            // Refused by the partition's offsets, or by the auction's
+            // version when the other batch stored first.
             for failed in [&ra, &rb].into_iter().filter_map(|r| r.as_ref().err()) {
-                assert!(matches!(failed, RepoError::Conflict(_)), "{failed:?}");
+                assert!(
+                    matches!(
+                        failed,
+                        RepoError::Conflict(_) | RepoError::VersionConflict { .. }
+                    ),
+                    "{failed:?}"
+                );
             }
             let (state, steps, next) = if ra.is_ok() {
                 winners[0] += 1;
@@ -231,12 +239,16 @@ async fn a_racing_stale_batch_never_overwrites_a_newer_state() {
             let base = round * 10;
             // The current owner stores two bids (records base, base + 1).
             let mut state = record.state.clone();
-            let mut current = bid_batch(record.id, &mut state, &[(2, 100), (3, 110)], 3_000);
+            let mut current = bid_batch(record.id, 0, &mut state, &[(2, 100), (3, 110)], 3_000);
             current.offsets = vec![offset(0, base + 2)];
             // A stale owner answered record `base` with a rejection: no step,
             // but it would write back the state it read before the bids.
             let mut stale = AuctionBatch {
-                states: vec![(record.id, record.state.clone())],
+                states: vec![StateWrite {
+                    auction_id: record.id,
+                    read_version: 0,
+                    state: record.state.clone(),
+                }],
                 offsets: vec![offset(0, base + 1)],
                 ..AuctionBatch::default()
             };
@@ -261,11 +273,32 @@ async fn a_racing_stale_batch_never_overwrites_a_newer_state() {
                     async move { repo.commit(&stale).await }
                 }),
             );
-            rc.unwrap().expect("the current owner always commits");
-            match rs.unwrap() {
-                // It got in first: its write is older and the bids come after it.
-                Ok(()) => stale_won += 1,
-                Err(e) => assert!(is_fenced(&e), "round {round}: {e:?}"),
+            match (rc.unwrap(), rs.unwrap()) {
+                (Ok(()), Err(e)) => assert!(
+                    is_fenced(&e) || matches!(e, RepoError::VersionConflict { .. }),
+                    "round {round}: {e:?}"
+                ),
+                // The stale write got in first: the current owner's batch,
+                // read before it, is refused by the version and decided again
+                // on the stored state, as the role does.
+                (Err(RepoError::VersionConflict { .. }), Ok(())) => {
+                    stale_won += 1;
+                    let stored = repo.get(record.id).await.unwrap().unwrap();
+                    let mut again = stored.state.clone();
+                    let mut retried = bid_batch(
+                        record.id,
+                        stored.version,
+                        &mut again,
+                        &[(2, 100), (3, 110)],
+                        3_000,
+                    );
+                    retried.offsets = vec![offset(0, base + 2)];
+                    repo.commit(&retried)
+                        .await
+                        .expect("decided again, it commits");
+                    state = again;
+                }
+                other => panic!("round {round}: {other:?}"),
             }
             let stored = repo.get(record.id).await.unwrap().unwrap();
             assert_eq!(
@@ -301,6 +334,7 @@ async fn owners_of_different_partitions_commit_side_by_side() {
                     let amount = 100 + 10 * i as i64;
                     let mut batch = bid_batch(
                         record.id,
+                        i as i64,
                         &mut state,
                         &[(2 + i as i64 % 2, amount)],
                         3_000 + i as i64,

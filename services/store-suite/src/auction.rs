@@ -5,7 +5,9 @@ use std::sync::Arc;
 
 use bowchat_auction::engine::{AuctionState, AuctionTerms, Command, Event, IncrementRule, Phase};
 use bowchat_auction::messages::CommandResult;
-use bowchat_auction::ports::{AuctionBatch, AuctionFilter, NewAuction, ResultKey, StoredResult};
+use bowchat_auction::ports::{
+    AuctionBatch, AuctionFilter, NewAuction, RepoError, ResultKey, StateWrite, StoredResult,
+};
 use bowchat_chat::ports::{MemberRole, RoomKind};
 use bowchat_model::{PageQuery, UserId};
 
@@ -48,8 +50,11 @@ pub fn accepted(price: i64) -> CommandResult {
 
 /// Applies `bids` (bidder, amount) to `state` at `at` and returns the batch
 /// the role would store: the new state, its steps and one result per bid.
+/// A batch of accepted bids on `auction`, computed from `state` as stored at
+/// `version`; `state` ends as the batch leaves it.
 pub fn bid_batch(
     auction: i64,
+    version: i64,
     state: &mut AuctionState,
     bids: &[(UserId, i64)],
     at: i64,
@@ -77,7 +82,11 @@ pub fn bid_batch(
             result: accepted(*amount),
         });
     }
-    batch.states.push((auction, state.clone()));
+    batch.states.push(StateWrite {
+        auction_id: auction,
+        read_version: version,
+        state: state.clone(),
+    });
     batch
 }
 
@@ -207,6 +216,7 @@ pub async fn commit_stores_states_steps_and_results(store: Arc<dyn Store>) {
     let mut state = record.state.clone();
     let batch = bid_batch(
         record.id,
+        record.version,
         &mut state,
         &[(2, 100), (3, 120), (2, 150)],
         3_000,
@@ -244,7 +254,11 @@ pub async fn commit_stores_states_steps_and_results(store: Arc<dyn Store>) {
     state.apply(&Command::Tick, 100_000).unwrap();
     assert_eq!(state.phase, Phase::Closed);
     repo.commit(&AuctionBatch {
-        states: vec![(record.id, state.clone())],
+        states: vec![StateWrite {
+            auction_id: record.id,
+            read_version: record.version + 1,
+            state: state.clone(),
+        }],
         ..AuctionBatch::default()
     })
     .await
@@ -270,7 +284,13 @@ pub async fn commit_stores_states_steps_and_results(store: Arc<dyn Store>) {
 
     // A batch that repeats a stored step fails whole: the state is not overwritten.
     let mut replay = record.state.clone();
-    let bad = bid_batch(record.id, &mut replay, &[(3, 500)], 4_000);
+    let bad = bid_batch(
+        record.id,
+        record.version + 2,
+        &mut replay,
+        &[(3, 500)],
+        4_000,
+    );
     assert!(repo.commit(&bad).await.is_err());
     assert_eq!(repo.get(record.id).await.unwrap().unwrap().state, state);
     assert_eq!(
@@ -281,6 +301,52 @@ pub async fn commit_stores_states_steps_and_results(store: Arc<dyn Store>) {
     );
 }
 
+/// A batch computed from an older version than the stored one is refused
+/// whole, and the version moves by one per stored state.
+pub async fn a_stale_version_stores_nothing(store: Arc<dyn Store>) {
+    let repo = store.open().await.auction;
+    let record = repo
+        .create(new_auction("stool", 1, None), 2_000)
+        .await
+        .unwrap();
+    assert_eq!(record.version, 0);
+    let mut ours = record.state.clone();
+    repo.commit(&bid_batch(record.id, 0, &mut ours, &[(2, 100)], 3_000))
+        .await
+        .unwrap();
+    let stored = repo.get(record.id).await.unwrap().unwrap();
+    assert_eq!((stored.version, stored.state.price), (1, Some(100)));
+
+    // A second writer that read version 0 places a higher bid: refused.
+    let mut theirs = record.state.clone();
+    let late = bid_batch(record.id, 0, &mut theirs, &[(3, 500)], 3_100);
+    match repo.commit(&late).await {
+        Err(RepoError::VersionConflict { auctions }) => assert_eq!(auctions, vec![record.id]),
+        other => panic!("expected a version conflict, got {other:?}"),
+    }
+    let stored = repo.get(record.id).await.unwrap().unwrap();
+    assert_eq!((stored.version, stored.state.price), (1, Some(100)));
+    assert!(repo
+        .find_results(&[(record.id, 3, "r3100-0".into())])
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        repo.steps(record.id, PageQuery::default(), 10)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    // Decided again on the stored state, it goes in.
+    let mut again = stored.state.clone();
+    repo.commit(&bid_batch(record.id, 1, &mut again, &[(3, 500)], 3_200))
+        .await
+        .unwrap();
+    let stored = repo.get(record.id).await.unwrap().unwrap();
+    assert_eq!((stored.version, stored.state.price), (2, Some(500)));
+}
+
 pub async fn steps_page_like_history(store: Arc<dyn Store>) {
     let repo = store.open().await.auction;
     let record = repo
@@ -289,9 +355,15 @@ pub async fn steps_page_like_history(store: Arc<dyn Store>) {
         .unwrap();
     let mut state = record.state.clone();
     let bids: Vec<(UserId, i64)> = (0..60).map(|i| (2 + i % 2, 100 + 10 * i)).collect();
-    repo.commit(&bid_batch(record.id, &mut state, &bids, 3_000))
-        .await
-        .unwrap();
+    repo.commit(&bid_batch(
+        record.id,
+        record.version,
+        &mut state,
+        &bids,
+        3_000,
+    ))
+    .await
+    .unwrap();
     let seqs = |page: PageQuery, max: u32| {
         let repo = repo.clone();
         async move {
@@ -348,7 +420,13 @@ pub async fn results_answer_retries(store: Arc<dyn Store>) {
         .await
         .unwrap();
     let mut state = record.state.clone();
-    let batch = bid_batch(record.id, &mut state, &[(2, 100), (3, 110)], 3_000);
+    let batch = bid_batch(
+        record.id,
+        record.version,
+        &mut state,
+        &[(2, 100), (3, 110)],
+        3_000,
+    );
     repo.commit(&batch).await.unwrap();
 
     let mut found = repo
@@ -422,7 +500,7 @@ pub async fn refused_results_expire_and_accepted_stay(store: Arc<dyn Store>) {
         .await
         .unwrap();
     let mut state = record.state.clone();
-    let mut batch = bid_batch(record.id, &mut state, &[(2, 100)], 3_000);
+    let mut batch = bid_batch(record.id, record.version, &mut state, &[(2, 100)], 3_000);
     for i in 0..5 {
         batch.results.push(StoredResult {
             auction_id: record.id,

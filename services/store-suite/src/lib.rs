@@ -108,6 +108,7 @@ macro_rules! auction_conformance_tests {
             auction::list_filters_and_pages_newest_first,
             auction::commit_stores_states_steps_and_results,
             auction::steps_page_like_history,
+            auction::a_stale_version_stores_nothing,
             auction::results_answer_retries,
             auction::refused_results_expire_and_accepted_stay,
             auction::deal_room_is_opened_once,

@@ -48,7 +48,8 @@ fn to_json<T: serde::Serialize + ?Sized>(value: &T) -> Result<String, RepoError>
     serde_json::to_string(value).map_err(|e| RepoError::Corrupt(e.to_string()))
 }
 
-const AUCTION_COLUMNS: &str = "id, title, description, state, room_id, deal_room_id, created_at";
+const AUCTION_COLUMNS: &str =
+    "id, title, description, state, room_id, deal_room_id, created_at, version";
 
 fn record_of(row: &SqliteRow) -> Result<AuctionRecord, RepoError> {
     let state: String = row.try_get("state").map_err(unavailable)?;
@@ -63,6 +64,7 @@ fn record_of(row: &SqliteRow) -> Result<AuctionRecord, RepoError> {
         room_id: row.try_get("room_id").map_err(unavailable)?,
         deal_room_id: row.try_get("deal_room_id").map_err(unavailable)?,
         created_at: row.try_get("created_at").map_err(unavailable)?,
+        version: row.try_get("version").map_err(unavailable)?,
     })
 }
 
@@ -157,6 +159,7 @@ impl AuctionRepository for SqliteAuctionRepository {
             room_id: Some(room_id),
             deal_room_id: None,
             created_at: now,
+            version: 0,
         })
     }
 
@@ -223,10 +226,17 @@ impl AuctionRepository for SqliteAuctionRepository {
         let now = bowchat_model::now_millis();
         // Rows go in as one JSON array per table (see find_results): a batch is
         // a handful of statements whatever its size.
-        let states: Vec<(AuctionId, String, &str)> = batch
+        let states: Vec<(AuctionId, String, &str, i64)> = batch
             .states
             .iter()
-            .map(|(id, state)| Ok((*id, to_json(state)?, phase_name(state.phase))))
+            .map(|w| {
+                Ok((
+                    w.auction_id,
+                    to_json(&w.state)?,
+                    phase_name(w.state.phase),
+                    w.read_version,
+                ))
+            })
             .collect::<Result<_, RepoError>>()?;
         let steps: Vec<(AuctionId, i64, UserId, i64, i64, Millis)> = batch
             .steps
@@ -240,15 +250,32 @@ impl AuctionRepository for SqliteAuctionRepository {
             .collect();
         let mut tx = self.db.writer.begin().await.map_err(unavailable)?;
         if !states.is_empty() {
-            sqlx::query(
-                "UPDATE auctions SET state = s.value ->> 1, phase = s.value ->> 2, updated_at = ?
-                 FROM json_each(?) AS s WHERE auctions.id = s.value ->> 0",
+            let states_json = to_json(&states)?;
+            // Written only over the version each state was computed from.
+            let updated = sqlx::query(
+                "UPDATE auctions SET state = s.value ->> 1, phase = s.value ->> 2,
+                        version = version + 1, updated_at = ?
+                 FROM json_each(?) AS s
+                 WHERE auctions.id = s.value ->> 0 AND auctions.version = s.value ->> 3",
             )
             .bind(now)
-            .bind(to_json(&states)?)
+            .bind(&states_json)
             .execute(&mut *tx)
             .await
             .map_err(unavailable)?;
+            if updated.rows_affected() != states.len() as u64 {
+                // Nothing is stored (the transaction is dropped); say which.
+                let moved: Vec<AuctionId> = sqlx::query_scalar(
+                    "SELECT s.value ->> 0 FROM json_each(?) AS s
+                     LEFT JOIN auctions a ON a.id = s.value ->> 0
+                     WHERE a.version IS NOT s.value ->> 3",
+                )
+                .bind(&states_json)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+                return Err(RepoError::VersionConflict { auctions: moved });
+            }
         }
         if !steps.is_empty() {
             sqlx::query(
