@@ -43,6 +43,11 @@ pub struct AuctionRecord {
     /// Bumped by every stored state: a batch writes its state only over the
     /// version it read (the optimistic lock of the system this replaces).
     pub version: i64,
+    /// The partition count of `auction-bid` its commands are mapped over, fixed
+    /// when it was created, so growing the topic never moves it (see
+    /// `Bus::publish_pinned`). None for an auction from before pinning until
+    /// the auction role pins it at start.
+    pub bid_partitions: Option<u32>,
 }
 
 #[derive(Debug, Clone)]
@@ -52,6 +57,8 @@ pub struct NewAuction {
     pub terms: AuctionTerms,
     /// Operator-provided identity (e.g. a Kubernetes uid) that makes creation idempotent.
     pub external_id: Option<String>,
+    /// `auction-bid`'s partition count now, which the auction keeps for life.
+    pub bid_partitions: Option<u32>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -136,6 +143,10 @@ pub trait AuctionRepository: Send + Sync + 'static {
     /// step), so retrying an accepted bid never places it twice.
     async fn expire_results(&self, refused_before: Millis, max_rows: u32)
         -> Result<u64, RepoError>;
+    /// Pins every unfinished auction that has no partition count yet to
+    /// `partitions` (the count its commands were mapped over so far); returns
+    /// how many were pinned.
+    async fn pin_bid_partitions(&self, partitions: u32) -> Result<u64, RepoError>;
     /// Auctions not yet closed or cancelled, for the role's timers.
     async fn unfinished(&self) -> Result<Vec<AuctionRecord>, RepoError>;
     /// Opens (idempotently) the seller-winner room of a sold auction.

@@ -109,6 +109,9 @@ pub struct AuctionRole {
     slots: HashMap<AuctionId, Slot>,
     /// (deadline, auction) pairs; a stale entry is harmless (the tick is a no-op).
     timers: BTreeSet<(Millis, AuctionId)>,
+    /// Each known auction's pinned `auction-bid` partition count, for the
+    /// ticks this member publishes (they must reach the auction's partition).
+    bid_partitions: HashMap<AuctionId, u32>,
     /// Set when the store refused the last batch because another member owns
     /// its partition now; the batch is dropped, not answered or committed.
     fenced: bool,
@@ -138,6 +141,7 @@ impl AuctionRole {
             config,
             slots: HashMap::new(),
             timers: BTreeSet::new(),
+            bid_partitions: HashMap::new(),
             fenced: false,
         }
     }
@@ -152,6 +156,7 @@ impl AuctionRole {
     }
 
     pub async fn run_with(&mut self, mut consumer: Box<dyn Consumer>) -> Result<(), BusError> {
+        self.pin_older_auctions().await;
         self.load_timers().await;
         info!(group = %self.config.group, "auction role running");
         let mut next_reload = tokio::time::Instant::now() + TIMER_RELOAD;
@@ -198,14 +203,41 @@ impl AuctionRole {
         }
     }
 
+    /// Auctions from before partition pinning keep the count their commands
+    /// were mapped over until now: the topic's current one.
+    async fn pin_older_auctions(&self) {
+        let partitions = match self.bus.partitions(topics::AUCTION_BID) {
+            Ok(p) => p,
+            Err(e) => {
+                warn!(error = %e, "cannot read auction-bid's partition count; older auctions stay unpinned");
+                return;
+            }
+        };
+        match self.repo.pin_bid_partitions(partitions).await {
+            Ok(0) => {}
+            Ok(pinned) => info!(
+                pinned,
+                partitions, "older auctions pinned to their partitions"
+            ),
+            Err(e) => warn!(error = %e, "cannot pin older auctions"),
+        }
+    }
+
     async fn load_timers(&mut self) {
         match self.repo.unfinished().await {
             Ok(records) => {
                 for record in records {
+                    self.remember(&record);
                     self.schedule(&record.state, record.id);
                 }
             }
             Err(e) => error!(error = %e, "cannot load unfinished auctions; timers start empty"),
+        }
+    }
+
+    fn remember(&mut self, record: &AuctionRecord) {
+        if let Some(p) = record.bid_partitions {
+            self.bid_partitions.insert(record.id, p);
         }
     }
 
@@ -239,26 +271,32 @@ impl AuctionRole {
             // tick in order with the bids. Every worker keeps timers for every
             // auction, so a tick survives the loss of any one worker; extra
             // ticks are no-ops.
-            let records: Vec<(String, Bytes)> = due
-                .into_iter()
-                .filter_map(|id| {
-                    let cmd = AuctionCommand {
-                        auction_id: id,
-                        user_id: 0,
-                        origin: bowchat_model::Origin {
-                            gateway: String::new(),
-                            conn: 0,
-                            request_id: format!("tick-{id}-{now}"),
-                        },
-                        action: Action::Tick,
-                    };
-                    serde_json::to_vec(&cmd)
-                        .ok()
-                        .map(|json| (id.to_string(), Bytes::from(json)))
-                })
-                .collect();
-            if let Err(e) = self.bus.publish_all(topics::AUCTION_BID, records).await {
-                warn!(error = %e, "cannot publish auction ticks; retrying at the next reload");
+            for id in due {
+                let cmd = AuctionCommand {
+                    auction_id: id,
+                    user_id: 0,
+                    origin: bowchat_model::Origin {
+                        gateway: String::new(),
+                        conn: 0,
+                        request_id: format!("tick-{id}-{now}"),
+                    },
+                    action: Action::Tick,
+                };
+                let Ok(json) = serde_json::to_vec(&cmd) else {
+                    continue;
+                };
+                let (key, payload) = (id.to_string(), Bytes::from(json));
+                let published = match self.bid_partitions.get(&id) {
+                    Some(p) => {
+                        self.bus
+                            .publish_pinned(topics::AUCTION_BID, &key, *p, payload)
+                            .await
+                    }
+                    None => self.bus.publish(topics::AUCTION_BID, &key, payload).await,
+                };
+                if let Err(e) = published {
+                    warn!(auction = id, error = %e, "cannot publish an auction tick; retrying at the next reload");
+                }
             }
             return;
         }
@@ -269,7 +307,13 @@ impl AuctionRole {
             }
             self.apply_tick(id, now, &mut pending).await;
         }
-        self.finish(pending).await;
+        if let Some(conflicted) = self.finish(pending).await {
+            // Lost to another writer: tick again at once, on the stored state.
+            metrics().version_conflicts.inc();
+            for id in conflicted.touched {
+                self.timers.insert((now, id));
+            }
+        }
     }
 
     async fn ensure_loaded(&mut self, id: AuctionId) -> bool {
@@ -278,6 +322,7 @@ impl AuctionRole {
         }
         match self.repo.get(id).await {
             Ok(Some(record)) => {
+                self.remember(&record);
                 self.slots.insert(id, Slot { record });
                 true
             }

@@ -389,6 +389,18 @@ impl Bus for GatewayBus {
         self.main.publish(topic, key, payload).await
     }
 
+    async fn publish_pinned(
+        &self,
+        topic: &str,
+        key: &str,
+        partitions: u32,
+        payload: bytes::Bytes,
+    ) -> Result<(), BusError> {
+        self.main
+            .publish_pinned(topic, key, partitions, payload)
+            .await
+    }
+
     async fn publish_all(
         &self,
         topic: &str,

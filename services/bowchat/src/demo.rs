@@ -108,6 +108,7 @@ async fn create_auction(
         description: description.into(),
         terms,
         external_id: None,
+        bid_partitions: bus.partitions(topics::AUCTION_BID).ok(),
     };
     let record = auctions.create(new, now).await?;
     let register = AuctionCommand {

@@ -81,8 +81,20 @@ impl InProcessBus {
 #[async_trait]
 impl Bus for InProcessBus {
     async fn publish(&self, topic_name: &str, key: &str, payload: Bytes) -> Result<(), BusError> {
+        let partitions = self.topic(topic_name)?.partitions;
+        self.publish_pinned(topic_name, key, partitions, payload)
+            .await
+    }
+
+    async fn publish_pinned(
+        &self,
+        topic_name: &str,
+        key: &str,
+        partitions: u32,
+        payload: Bytes,
+    ) -> Result<(), BusError> {
         let topic = self.topic(topic_name)?;
-        let partition = partition_for(key, topic.partitions);
+        let partition = partition_for(key, partitions.clamp(1, topic.partitions));
         let record = Record {
             topic: topic_name.to_string(),
             partition,

@@ -54,6 +54,18 @@ pub trait Bus: Send + Sync + 'static {
     /// Returns once the bus has accepted the record (for Kafka: acks=all).
     async fn publish(&self, topic: &str, key: &str, payload: Bytes) -> Result<(), BusError>;
 
+    /// Like [`Bus::publish`], but the key is mapped over the first `partitions`
+    /// partitions only (at most the topic's count). An entity pinned to the
+    /// count its topic had when it was created keeps its partition when the
+    /// topic grows, so its commands never split over two partitions.
+    async fn publish_pinned(
+        &self,
+        topic: &str,
+        key: &str,
+        partitions: u32,
+        payload: Bytes,
+    ) -> Result<(), BusError>;
+
     /// Publish several records; returns once all are accepted. Order is kept per key.
     async fn publish_all(
         &self,

@@ -34,7 +34,7 @@ use bowchat_auction::ports::AuctionRepository;
 use bowchat_auth::{AccessClaims, AuthService};
 use bowchat_bus::{topics, Bus, BusError};
 use bowchat_chat::ports::ChatRepository;
-use bowchat_model::{RoomId, UserId};
+use bowchat_model::{AuctionId, RoomId, UserId};
 use bowchat_social::SocialLogin;
 use serde_json::json;
 
@@ -83,6 +83,9 @@ pub(crate) struct Shared {
     pub signals: Arc<dyn SignalBus>,
     pub connections: ConnectionLimiter,
     pub readiness: Arc<dyn Readiness>,
+    /// Each auction's pinned `auction-bid` partition count, read once from
+    /// storage (an auction keeps it for life).
+    pub bid_partitions: parking_lot::RwLock<std::collections::HashMap<AuctionId, u32>>,
 }
 
 /// Why a command was refused before it reached the bus.
@@ -167,13 +170,51 @@ impl Shared {
         }
     }
 
-    /// Puts a command for the auction role on `auction-bid`, keyed by auction.
+    /// Puts a command for the auction role on `auction-bid`, keyed by auction
+    /// and mapped over the partition count the auction was pinned to, so every
+    /// gateway sends its commands to one partition however the topic grew.
     pub async fn send_auction(
         &self,
         command: &bowchat_auction::messages::AuctionCommand,
     ) -> Result<(), BusError> {
-        self.publish_json(topics::AUCTION_BID, command.auction_id, command)
-            .await
+        let payload =
+            serde_json::to_vec(command).map_err(|e| BusError::Transport(e.to_string()))?;
+        let key = command.auction_id.to_string();
+        let payload = bytes::Bytes::from(payload);
+        match self.bid_partitions_of(command.auction_id).await {
+            Some(partitions) => {
+                self.bus
+                    .publish_pinned(topics::AUCTION_BID, &key, partitions, payload)
+                    .await
+            }
+            // Unknown auction (the role answers AUCTION_NOT_FOUND), or one not
+            // pinned yet (the auction role pins it at its start).
+            None => self.bus.publish(topics::AUCTION_BID, &key, payload).await,
+        }
+    }
+
+    /// The auction's pinned partition count, from the cache or storage.
+    async fn bid_partitions_of(&self, auction: AuctionId) -> Option<u32> {
+        if let Some(p) = self.bid_partitions.read().get(&auction) {
+            return Some(*p);
+        }
+        let record = match self.auctions.get(auction).await {
+            Ok(record) => record?,
+            Err(e) => {
+                tracing::warn!(auction, error = %e, "cannot read the auction's partition count");
+                return None;
+            }
+        };
+        let pinned = record.bid_partitions?;
+        self.bid_partitions.write().insert(auction, pinned);
+        Some(pinned)
+    }
+
+    /// Remembers the partition count of an auction this gateway created.
+    pub fn remember_bid_partitions(&self, auction: AuctionId, partitions: Option<u32>) {
+        if let Some(p) = partitions {
+            self.bid_partitions.write().insert(auction, p);
+        }
     }
 
     /// Puts a command for the chat role on `chat-message`, keyed by room.
@@ -286,6 +327,7 @@ pub async fn start(deps: GatewayDeps) -> Result<Router, BusError> {
         bus: deps.bus,
         hub,
         readiness: deps.readiness,
+        bid_partitions: Default::default(),
         config,
     }));
     Ok(router(state))

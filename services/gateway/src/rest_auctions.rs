@@ -11,6 +11,7 @@ use bowchat_auction::engine::{validate_terms, AuctionTerms, IncrementRule, Phase
 use bowchat_auction::messages::{Action, AuctionCommand, CommandResult};
 use bowchat_auction::ports::{AuctionFilter, NewAuction};
 use bowchat_auction::AuctionView;
+use bowchat_bus::topics;
 use bowchat_model::{now_millis, AuctionId, Origin, PageQuery, UserId};
 use serde::Deserialize;
 use serde_json::json;
@@ -145,6 +146,9 @@ async fn create(
             "the auction must end in the future",
         ));
     }
+    // Pinned for the auction's life (see `Shared::send_auction`). A count
+    // cached before the topic grew is still a valid, smaller pin.
+    let bid_partitions = state.bus.partitions(topics::AUCTION_BID).ok();
     let record = state
         .auctions
         .create(
@@ -153,10 +157,12 @@ async fn create(
                 description: body.description,
                 terms,
                 external_id: body.external_id,
+                bid_partitions,
             },
             now,
         )
         .await?;
+    state.remember_bid_partitions(record.id, record.bid_partitions);
     // The owning auction role starts its open/close timers on this.
     let register = AuctionCommand {
         auction_id: record.id,

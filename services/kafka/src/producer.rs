@@ -104,7 +104,22 @@ impl KafkaBus {
         payload: &[u8],
         headers: Option<OwnedHeaders>,
     ) -> Result<DeliveryFuture, BusError> {
-        let partitions = self.partition_count(topic).await?;
+        self.enqueue_pinned(topic, key, None, payload, headers)
+            .await
+    }
+
+    /// [`KafkaBus::enqueue`] with the key mapped over the first `pinned`
+    /// partitions (see [`Bus::publish_pinned`]), or over all of them.
+    pub(crate) async fn enqueue_pinned(
+        &self,
+        topic: &str,
+        key: &str,
+        pinned: Option<u32>,
+        payload: &[u8],
+        headers: Option<OwnedHeaders>,
+    ) -> Result<DeliveryFuture, BusError> {
+        let current = self.partition_count(topic).await?;
+        let partitions = pinned.map_or(current, |p| p.clamp(1, current));
         let partition = partition_for(key, partitions) as i32;
         let full = self.config.topic_name(topic);
         let mut record = FutureRecord::to(&full)
@@ -167,6 +182,21 @@ impl Bus for KafkaBus {
         let delivery = self.enqueue(topic, key, &payload, None).await?;
         let (partition, offset) = self.acknowledged(topic, delivery).await?;
         debug!(topic, partition, offset, "published");
+        Ok(())
+    }
+
+    async fn publish_pinned(
+        &self,
+        topic: &str,
+        key: &str,
+        partitions: u32,
+        payload: Bytes,
+    ) -> Result<(), BusError> {
+        let delivery = self
+            .enqueue_pinned(topic, key, Some(partitions), &payload, None)
+            .await?;
+        let (partition, offset) = self.acknowledged(topic, delivery).await?;
+        debug!(topic, partition, offset, pinned = partitions, "published");
         Ok(())
     }
 

@@ -227,7 +227,8 @@ fn to_json<T: serde::Serialize>(value: &T) -> Result<String, RepoError> {
 
 /// JSONB read back as text, so decoding stays with serde.
 const AUCTION_COLUMNS: &str =
-    "id, title, description, state::TEXT AS state, room_id, deal_room_id, created_at, version";
+    "id, title, description, state::TEXT AS state, room_id, deal_room_id, created_at, version,
+     bid_partitions";
 
 fn record_of(row: &PgRow) -> Result<AuctionRecord, RepoError> {
     let state: String = row.try_get("state").map_err(db_error)?;
@@ -243,6 +244,10 @@ fn record_of(row: &PgRow) -> Result<AuctionRecord, RepoError> {
         deal_room_id: row.try_get("deal_room_id").map_err(db_error)?,
         created_at: row.try_get("created_at").map_err(db_error)?,
         version: row.try_get("version").map_err(db_error)?,
+        bid_partitions: row
+            .try_get::<Option<i32>, _>("bid_partitions")
+            .map_err(db_error)?
+            .map(|p| p.max(1) as u32),
     })
 }
 
@@ -278,8 +283,8 @@ impl AuctionRepository for PgAuctionRepository {
         let mut tx = self.store.pool.begin().await.map_err(db_error)?;
         // ON CONFLICT settles two operators registering the same external id at once.
         let id: Option<i64> = sqlx::query_scalar(
-            "INSERT INTO auctions (title, description, seller, phase, state, external_id, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5::JSONB, $6, $7, $7)
+            "INSERT INTO auctions (title, description, seller, phase, state, external_id, created_at, updated_at, bid_partitions)
+             VALUES ($1, $2, $3, $4, $5::JSONB, $6, $7, $7, $8)
              ON CONFLICT (seller, external_id) DO NOTHING RETURNING id",
         )
         .bind(&new.title)
@@ -289,6 +294,7 @@ impl AuctionRepository for PgAuctionRepository {
         .bind(to_json(&state)?)
         .bind(&new.external_id)
         .bind(now)
+        .bind(new.bid_partitions.map(|p| p as i32))
         .fetch_optional(&mut *tx)
         .await
         .map_err(db_error)?;
@@ -335,6 +341,7 @@ impl AuctionRepository for PgAuctionRepository {
             deal_room_id: None,
             created_at: now,
             version: 0,
+            bid_partitions: new.bid_partitions,
         })
     }
 
@@ -547,6 +554,18 @@ impl AuctionRepository for PgAuctionRepository {
         )
         .bind(refused_before)
         .bind(i64::from(max_rows))
+        .execute(&self.store.pool)
+        .await
+        .map_err(db_error)?;
+        Ok(done.rows_affected())
+    }
+
+    async fn pin_bid_partitions(&self, partitions: u32) -> Result<u64, RepoError> {
+        let done = sqlx::query(
+            "UPDATE auctions SET bid_partitions = $1
+             WHERE bid_partitions IS NULL AND phase IN ('scheduled', 'open')",
+        )
+        .bind(partitions as i32)
         .execute(&self.store.pool)
         .await
         .map_err(db_error)?;

@@ -34,6 +34,7 @@ pub fn new_auction(title: &str, seller: UserId, external_id: Option<&str>) -> Ne
         description: format!("about {title}"),
         terms: terms(seller),
         external_id: external_id.map(str::to_string),
+        bid_partitions: Some(4),
     }
 }
 
@@ -345,6 +346,50 @@ pub async fn a_stale_version_stores_nothing(store: Arc<dyn Store>) {
         .unwrap();
     let stored = repo.get(record.id).await.unwrap().unwrap();
     assert_eq!((stored.version, stored.state.price), (2, Some(500)));
+}
+
+/// The partition count an auction was created with stays; auctions without
+/// one (from before pinning) are pinned once, finished ones never.
+pub async fn auctions_keep_their_pinned_partition_count(store: Arc<dyn Store>) {
+    let repo = store.open().await.auction;
+    let pinned = repo
+        .create(new_auction("pinned", 1, None), 2_000)
+        .await
+        .unwrap();
+    assert_eq!(pinned.bid_partitions, Some(4));
+    let mut older = new_auction("older", 1, None);
+    older.bid_partitions = None;
+    let older = repo.create(older, 2_000).await.unwrap();
+    assert_eq!(older.bid_partitions, None);
+    let mut done = new_auction("done", 1, None);
+    done.bid_partitions = None;
+    let done = repo.create(done, 2_000).await.unwrap();
+    let mut closed = done.state.clone();
+    closed.apply(&Command::Tick, 100_000).unwrap();
+    repo.commit(&AuctionBatch {
+        states: vec![StateWrite {
+            auction_id: done.id,
+            read_version: 0,
+            state: closed,
+        }],
+        ..AuctionBatch::default()
+    })
+    .await
+    .unwrap();
+
+    assert_eq!(repo.pin_bid_partitions(6).await.unwrap(), 1);
+    assert_eq!(repo.pin_bid_partitions(8).await.unwrap(), 0, "pinned once");
+    let of = |id| {
+        let repo = repo.clone();
+        async move { repo.get(id).await.unwrap().unwrap().bid_partitions }
+    };
+    assert_eq!(of(pinned.id).await, Some(4));
+    assert_eq!(of(older.id).await, Some(6));
+    assert_eq!(
+        of(done.id).await,
+        None,
+        "a finished auction gets no commands"
+    );
 }
 
 pub async fn steps_page_like_history(store: Arc<dyn Store>) {

@@ -109,6 +109,7 @@ macro_rules! auction_conformance_tests {
             auction::commit_stores_states_steps_and_results,
             auction::steps_page_like_history,
             auction::a_stale_version_stores_nothing,
+            auction::auctions_keep_their_pinned_partition_count,
             auction::results_answer_retries,
             auction::refused_results_expire_and_accepted_stay,
             auction::deal_room_is_opened_once,

@@ -49,7 +49,7 @@ fn to_json<T: serde::Serialize + ?Sized>(value: &T) -> Result<String, RepoError>
 }
 
 const AUCTION_COLUMNS: &str =
-    "id, title, description, state, room_id, deal_room_id, created_at, version";
+    "id, title, description, state, room_id, deal_room_id, created_at, version, bid_partitions";
 
 fn record_of(row: &SqliteRow) -> Result<AuctionRecord, RepoError> {
     let state: String = row.try_get("state").map_err(unavailable)?;
@@ -65,6 +65,7 @@ fn record_of(row: &SqliteRow) -> Result<AuctionRecord, RepoError> {
         deal_room_id: row.try_get("deal_room_id").map_err(unavailable)?,
         created_at: row.try_get("created_at").map_err(unavailable)?,
         version: row.try_get("version").map_err(unavailable)?,
+        bid_partitions: row.try_get("bid_partitions").map_err(unavailable)?,
     })
 }
 
@@ -113,8 +114,8 @@ impl AuctionRepository for SqliteAuctionRepository {
         let state = AuctionState::new(new.terms.clone(), now);
         let seller = state.terms.seller;
         let id: i64 = sqlx::query_scalar(
-            "INSERT INTO auctions (title, description, seller, phase, state, external_id, created_at, updated_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+            "INSERT INTO auctions (title, description, seller, phase, state, external_id, created_at, updated_at, bid_partitions)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
         )
         .bind(&new.title)
         .bind(&new.description)
@@ -124,6 +125,7 @@ impl AuctionRepository for SqliteAuctionRepository {
         .bind(&new.external_id)
         .bind(now)
         .bind(now)
+        .bind(new.bid_partitions)
         .fetch_one(&mut *tx)
         .await
         .map_err(unavailable)?;
@@ -160,6 +162,7 @@ impl AuctionRepository for SqliteAuctionRepository {
             deal_room_id: None,
             created_at: now,
             version: 0,
+            bid_partitions: new.bid_partitions,
         })
     }
 
@@ -324,6 +327,18 @@ impl AuctionRepository for SqliteAuctionRepository {
         max_rows: u32,
     ) -> Result<u64, RepoError> {
         self.db.results.expire(refused_before, max_rows).await
+    }
+
+    async fn pin_bid_partitions(&self, partitions: u32) -> Result<u64, RepoError> {
+        let done = sqlx::query(
+            "UPDATE auctions SET bid_partitions = ?
+             WHERE bid_partitions IS NULL AND phase IN ('scheduled', 'open')",
+        )
+        .bind(partitions)
+        .execute(&self.db.writer)
+        .await
+        .map_err(unavailable)?;
+        Ok(done.rows_affected())
     }
 
     async fn unfinished(&self) -> Result<Vec<AuctionRecord>, RepoError> {

@@ -102,6 +102,7 @@ async fn setup() -> Setup {
                 description: String::new(),
                 terms,
                 external_id: None,
+                bid_partitions: Some(4),
             },
             now,
         )
