@@ -2,11 +2,14 @@
 //! using the same `bus.kafka` settings as the servers (so the topic prefix and
 //! brokers always agree with what `serve` uses).
 
-use bowchat_bus::topics;
+use bowchat_auction::role::AuctionRoleConfig;
+use bowchat_bus::{partition_for, topics};
 use bowchat_kafka::{replay_dead_letters, Ensured, KafkaAdmin, KafkaBus};
+use bowchat_model::AuctionId;
 use clap::Subcommand;
 
-use crate::config::Config;
+use crate::adapters::Store;
+use crate::config::{Config, StoreKind};
 
 #[derive(Subcommand)]
 pub enum AdminCommand {
@@ -27,10 +30,16 @@ pub enum TopicsCommand {
         partitions: Option<u32>,
     },
     /// Grow the bus topics and their `.DLT` topics to N partitions (never
-    /// shrinks; grow while the roles are idle).
+    /// shrinks). Live auctions keep their partitions (each is pinned to the
+    /// count it was created with); refused while a live auction without a
+    /// pinned count would move, unless `--force`.
     Grow {
         #[arg(long)]
         partitions: u32,
+        /// Grow even if a live auction without a pinned partition count
+        /// would move (two workers could then hold its commands).
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -62,8 +71,25 @@ pub async fn run(mut config: Config, command: AdminCommand) -> anyhow::Result<()
                 }
             }
         }
-        AdminCommand::Topics(TopicsCommand::Grow { partitions }) => {
+        AdminCommand::Topics(TopicsCommand::Grow { partitions, force }) => {
             let admin = KafkaAdmin::new(config.bus.kafka.clone())?;
+            let current = admin.partitions(topics::AUCTION_BID).await?;
+            let moves = live_auctions_that_would_move(&config, current, partitions).await?;
+            if !moves.is_empty() && !force {
+                anyhow::bail!(
+                    "{} live auctions have no pinned partition count and would move to another \
+                     partition of {}: {:?}; start an auction role first (it pins them), or pass --force",
+                    moves.len(),
+                    topics::AUCTION_BID,
+                    moves
+                );
+            }
+            if !moves.is_empty() {
+                println!(
+                    "--force: {} unpinned live auctions move: {moves:?}",
+                    moves.len()
+                );
+            }
             // A topic and its dead-letter topic grow together.
             for topic in topics::ALL {
                 for name in [topic.to_string(), topics::dead_letter(topic)] {
@@ -96,4 +122,51 @@ pub async fn run(mut config: Config, command: AdminCommand) -> anyhow::Result<()
         }
     }
     Ok(())
+}
+
+/// Live auctions whose commands would go to another partition of
+/// `auction-bid` when it grows from `from` to `to` partitions, and prints
+/// what stays. Pinned auctions never move: their keys are mapped over the
+/// count they were created with. Rooms do move; a room's sequence guard makes
+/// a second writer's batch fail, and its senders retry.
+async fn live_auctions_that_would_move(
+    config: &Config,
+    from: u32,
+    to: u32,
+) -> anyhow::Result<Vec<AuctionId>> {
+    if to <= from {
+        return Ok(Vec::new());
+    }
+    if config.store.kind != StoreKind::Postgres {
+        // The workers of a Kafka cluster share PostgreSQL; without it there
+        // is no shared list of auctions to check (and none is created here).
+        println!("store.kind is not postgres: live auctions not checked");
+        return Ok(Vec::new());
+    }
+    let store = Store::open(config).await?;
+    let live = store
+        .auctions(AuctionRoleConfig::default().group.as_str())
+        .unfinished()
+        .await?;
+    store.close().await;
+    let key = |id: AuctionId| id.to_string();
+    let (pinned, unpinned): (Vec<_>, Vec<_>) =
+        live.iter().partition(|a| a.bid_partitions.is_some());
+    let moves: Vec<AuctionId> = unpinned
+        .iter()
+        .filter(|a| partition_for(&key(a.id), from) != partition_for(&key(a.id), to))
+        .map(|a| a.id)
+        .collect();
+    println!(
+        "{}: {} live auctions pinned keep their partitions, {} unpinned stay, {} unpinned would move",
+        topics::AUCTION_BID,
+        pinned.len(),
+        unpinned.len() - moves.len(),
+        moves.len()
+    );
+    println!(
+        "{}: rooms map over the new count; a second writer of a room fails on its sequence and its senders retry",
+        topics::CHAT_MESSAGE
+    );
+    Ok(moves)
 }
