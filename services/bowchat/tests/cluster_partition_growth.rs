@@ -393,3 +393,70 @@ async fn a_second_writer_forced_onto_an_auction_loses_and_nothing_is_lost() {
     drop((gateway, w1, w2));
     cluster.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn growth_that_would_move_an_unpinned_live_auction_is_refused_unless_forced() {
+    let cluster = Cluster::new("unpinned", 2).await;
+    let worker = cluster.start("w1", "auction,chat");
+    let gateway = cluster.start("gw", "gateway");
+    let pg = cluster.pg().await;
+    let seller = gateway.user("seller").await;
+    let mut ids = Vec::new();
+    for _ in 0..8 {
+        let auction = gateway
+            .auction(
+                &seller,
+                json!({"startingPrice": 100, "increment": INCREMENT}),
+            )
+            .await;
+        ids.push(auction["id"].as_i64().unwrap());
+    }
+    // As if they were created before pinning (and no auction role of this
+    // version had started since).
+    sqlx::query("UPDATE auctions SET bid_partitions = NULL")
+        .execute(&pg)
+        .await
+        .unwrap();
+    let movers: Vec<i64> = ids
+        .iter()
+        .copied()
+        .filter(|id| partition_for(&id.to_string(), 2) != partition_for(&id.to_string(), 6))
+        .collect();
+    assert!(!movers.is_empty(), "some of {ids:?} move from 2 to 6");
+
+    let refused =
+        tokio::task::block_in_place(|| cluster.admin(&["topics", "grow", "--partitions", "6"]));
+    let stderr = String::from_utf8_lossy(&refused.stderr).to_string();
+    assert!(!refused.status.success(), "refused: {stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "{} live auctions have no pinned partition count",
+            movers.len()
+        )),
+        "{stderr}"
+    );
+    assert!(stderr.contains("--force"), "{stderr}");
+    let grown = tokio::task::block_in_place(|| {
+        cluster.admin(&["topics", "grow", "--partitions", "6", "--force"])
+    });
+    let stdout = String::from_utf8_lossy(&grown.stdout).to_string();
+    assert!(
+        grown.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&grown.stderr)
+    );
+    assert!(
+        stdout.contains(&format!(
+            "--force: {} unpinned live auctions move",
+            movers.len()
+        )),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("auction-bid: 2 -> 6 partitions"),
+        "{stdout}"
+    );
+    pg.close().await;
+    drop((gateway, worker));
+    cluster.finish().await;
+}
