@@ -165,12 +165,14 @@ impl Scaler {
                 .unwrap_or(1)
                 .max(0) as u32;
             let (policy, next_close) = merge(&group, now);
+            // Every target has a live auction: the others are filtered out.
             let obs = Observation {
                 now,
                 lag,
                 partitions,
                 current,
                 next_close,
+                live: true,
             };
             let state = self.states.entry((ns.clone(), name.clone())).or_default();
             let decision = decide(&policy, &obs, state);

@@ -3,7 +3,10 @@
 //! without a cluster.
 //!
 //! Rules, in order: the lag recommendation is `ceil(lag / lagPerReplica)`
-//! within `[min, max]`; within the lead time before a known close it is at
+//! within `[min, max]`, and at least 1 while an auction is live (only
+//! auction-role replicas open and close auctions, so with `minReplicas: 0`,
+//! no lag and no pre-scale nothing would ever close it); within the lead time
+//! before a known close it is at
 //! least the pre-scale count; nothing is ever above the partition count (a
 //! replica without a partition has nothing to consume). A higher
 //! recommendation applies at once (lag hurts bidders now). A lower one
@@ -37,6 +40,8 @@ pub struct Observation {
     pub current: u32,
     /// The earliest closing time of a live auction, if any.
     pub next_close: Option<i64>,
+    /// Whether an auction of this Deployment is scheduled or open.
+    pub live: bool,
 }
 
 /// Why the decision is what it is (for events and logs).
@@ -85,6 +90,9 @@ pub fn recommend(policy: &Policy, obs: &Observation) -> (u32, Reason) {
         policy.min_replicas,
         policy.max_replicas.max(policy.min_replicas),
     );
+    if obs.live {
+        wanted = wanted.max(1);
+    }
     let mut reason = Reason::LagUp;
     if let Some(close) = obs.next_close {
         if obs.now < close
@@ -187,7 +195,26 @@ mod tests {
             partitions: 4,
             current,
             next_close: None,
+            live: true,
         }
+    }
+
+    #[test]
+    fn a_live_auction_keeps_one_replica_even_with_min_zero() {
+        let mut p = policy();
+        p.min_replicas = 0;
+        p.cooldown_ms = 0;
+        p.stabilization_ms = 0;
+        let mut s = ScalerState::default();
+        let d = decide(&p, &obs(0, 0, 3), &mut s);
+        assert_eq!((d.replicas, d.reason), (1, Reason::LagDown));
+        let mut idle = obs(1_000, 0, 1);
+        idle.live = false;
+        assert_eq!(
+            decide(&p, &idle, &mut s).replicas,
+            0,
+            "no live auction: the minimum"
+        );
     }
 
     #[test]
@@ -241,6 +268,7 @@ mod tests {
             min in 0u32..5, extra in 0u32..10, per in 1u64..500, partitions in 1u32..16,
             steps in proptest::collection::vec((0i64..20_000, 0u64..5_000), 1..30),
             current0 in 0u32..20, cooldown in 0i64..60_000, window in 0i64..60_000,
+            live in any::<bool>(),
         ) {
             let p = Policy { min_replicas: min, max_replicas: (min + extra).max(1), lag_per_replica: per,
                 pre_scale_lead_ms: 10_000, pre_scale_replicas: min + extra, cooldown_ms: cooldown, stabilization_ms: window };
@@ -249,8 +277,10 @@ mod tests {
             let mut last_change: Option<i64> = None;
             for (dt, lag) in steps {
                 now += dt;
-                let o = Observation { now, lag, partitions, current, next_close: Some(100_000) };
+                let o = Observation { now, lag, partitions, current, next_close: Some(100_000), live };
                 let d = decide(&p, &o, &mut s);
+                // A live auction always has a replica to open and close it.
+                prop_assert!(!live || d.replicas >= 1, "{d:?} with a live auction");
                 // Never above the partition count nor the maximum.
                 prop_assert!(d.replicas <= partitions);
                 prop_assert!(d.replicas <= p.max_replicas.max(1));
@@ -259,6 +289,7 @@ mod tests {
                 let cap = p.max_replicas.max(1).min(partitions);
                 let need = (lag.div_ceil(per).min(u64::from(u32::MAX)) as u32)
                     .clamp(p.min_replicas, p.max_replicas.max(p.min_replicas))
+                    .max(u32::from(live))
                     .min(cap);
                 prop_assert!(d.replicas >= need || current > cap, "{d:?} below {need}");
                 // A scale-down within the cooldown of a change happens only to respect the caps.

@@ -272,3 +272,51 @@ async fn lag_scales_up_within_bounds_and_down_after_cooldown() {
     assert_eq!(replicas(&deployments, "bowchat-auction").await, 2);
     kafka.delete_topics(&["auction-bid"]).await.unwrap();
 }
+
+/// Only auction-role replicas open and close auctions: with `minReplicas: 0`,
+/// no lag and no pre-scale, a live auction still gets one replica.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_auction_is_never_left_without_a_replica() {
+    install_crd();
+    let ns = Namespace::create("scalezero");
+    let (kafka, prefix) = admin(2).await;
+    let group = format!("{prefix}auction-role");
+    let client = support::client().await;
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns.name);
+    deployments
+        .create(&Default::default(), &deployment("bowchat-auction", 0))
+        .await
+        .unwrap();
+    let auctions: Api<Auction> = Api::namespaced(client.clone(), &ns.name);
+    let auction: Auction = serde_json::from_value(json!({
+        "apiVersion": "bowchat.io/v1alpha1", "kind": "Auction", "metadata": {"name": "lamp"},
+        "spec": {"title": "Lamp", "startingPrice": 100, "capacity": {
+            "minReplicas": 0, "maxReplicas": 3, "lagPerReplica": 10, "preScaleLeadSeconds": 0,
+            "cooldownSeconds": 1, "stabilizationSeconds": 1}}
+    }))
+    .unwrap();
+    auctions
+        .create(&Default::default(), &auction)
+        .await
+        .unwrap();
+    let mut scaler = Scaler::new(
+        client.clone(),
+        kafka.clone(),
+        ScalerConfig {
+            group,
+            namespace: Some(ns.name.clone()),
+            ..ScalerConfig::default()
+        },
+        Arc::new(Metrics::default()),
+    );
+    let key = (ns.name.clone(), "bowchat-auction".to_string());
+    let d = scaler.pass().await.unwrap()[&key];
+    assert_eq!(d.replicas, 1, "{d:?}");
+    assert_eq!(replicas(&deployments, "bowchat-auction").await, 1);
+    // Passes later, past the cooldown, keep it.
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let d = scaler.pass().await.unwrap()[&key];
+    assert_eq!(d.replicas, 1, "{d:?}");
+    assert_eq!(replicas(&deployments, "bowchat-auction").await, 1);
+    kafka.delete_topics(&["auction-bid"]).await.unwrap();
+}
