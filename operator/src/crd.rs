@@ -127,17 +127,17 @@ pub struct CapacitySpec {
     #[schemars(range(min = 1, max = 10000))]
     pub partitions: Option<u32>,
     /// Scale to `preScaleReplicas` this long before the closing time.
-    #[schemars(range(min = 0))]
+    #[schemars(range(min = 0, max = 604800))]
     pub pre_scale_lead_seconds: u64,
     /// Replicas ahead of the close (default `maxReplicas`).
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 1000))]
     pub pre_scale_replicas: Option<u32>,
     /// No scale-down sooner than this after the last change.
-    #[schemars(range(min = 0))]
+    #[schemars(range(min = 0, max = 604800))]
     pub cooldown_seconds: u64,
     /// A scale-down uses the highest recommendation of this window.
-    #[schemars(range(min = 0))]
+    #[schemars(range(min = 0, max = 604800))]
     pub stabilization_seconds: u64,
 }
 

@@ -60,10 +60,10 @@ pub fn merge(auctions: &[&Auction], now: i64) -> (Policy, Option<i64>) {
             min_replicas: c.min_replicas,
             max_replicas: c.max_replicas,
             lag_per_replica: c.lag_per_replica,
-            pre_scale_lead_ms: (c.pre_scale_lead_seconds * 1000) as i64,
+            pre_scale_lead_ms: millis(c.pre_scale_lead_seconds),
             pre_scale_replicas: c.pre_scale_replicas.unwrap_or(c.max_replicas),
-            cooldown_ms: (c.cooldown_seconds * 1000) as i64,
-            stabilization_ms: (c.stabilization_seconds * 1000) as i64,
+            cooldown_ms: millis(c.cooldown_seconds),
+            stabilization_ms: millis(c.stabilization_seconds),
         };
         policy = Some(match policy {
             None => p,
@@ -90,6 +90,12 @@ pub fn merge(auctions: &[&Auction], now: i64) -> (Policy, Option<i64>) {
         };
     }
     (policy.expect("at least one auction"), next_close)
+}
+
+/// Seconds as milliseconds, saturating: the API server bounds these fields
+/// (a week), but an object stored before that bound must not overflow here.
+fn millis(seconds: u64) -> i64 {
+    i64::try_from(seconds.saturating_mul(1000)).unwrap_or(i64::MAX)
 }
 
 /// Whether an auction still needs capacity (not closed, cancelled or failed).
@@ -190,5 +196,18 @@ impl Scaler {
             decided.insert((ns, name), decision);
         }
         Ok(decided)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::millis;
+
+    #[test]
+    fn seconds_become_milliseconds_without_overflow() {
+        assert_eq!(millis(0), 0);
+        assert_eq!(millis(604_800), 604_800_000);
+        assert_eq!(millis(u64::MAX), i64::MAX);
+        assert_eq!(millis(u64::MAX / 1000), i64::MAX);
     }
 }

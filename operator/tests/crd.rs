@@ -75,7 +75,7 @@ spec:
   title: ""
   startingPrice: -5
   onDelete: Shred
-  capacity: {minReplicas: 1, maxReplicas: 0, lagPerReplica: 0}
+  capacity: {minReplicas: 1, maxReplicas: 0, lagPerReplica: 0, cooldownSeconds: 100000000}
 "#;
     let (ok, _, err) = kubectl(&["-n", &ns.name, "apply", "-f", "-"], Some(invalid));
     assert!(!ok, "an invalid Auction must be refused");
@@ -85,6 +85,7 @@ spec:
         "spec.onDelete: Unsupported value: \"Shred\": supported values: \"Cancel\", \"Keep\"",
         "spec.capacity.maxReplicas: Invalid value: 0: spec.capacity.maxReplicas in body should be greater than or equal to 1",
         "spec.capacity.lagPerReplica: Invalid value: 0",
+        "spec.capacity.cooldownSeconds in body should be less than or equal to 604800",
     ] {
         assert!(err.contains(needle), "missing {needle:?} in: {err}");
     }
