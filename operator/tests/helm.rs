@@ -46,7 +46,7 @@ fn rendered_chart_passes_a_server_side_dry_run() {
         vec![],
         vec![
             "--set",
-            "operator.watchNamespaceOnly=true",
+            "operator.watchNamespaceOnly=false",
             "--set",
             "operator.kafka.bootstrap=kafka:9092",
         ],
@@ -88,6 +88,14 @@ fn rendered_chart_passes_a_server_side_dry_run() {
             rendered.matches("kind: Deployment").count(),
             4,
             "gateway, auction, chat, operator"
+        );
+        // By default the operator watches its release's namespace only, so
+        // two releases never elect two leaders over the same Auctions.
+        let cluster_wide = extra.contains(&"operator.watchNamespaceOnly=false");
+        assert_eq!(
+            rendered.contains("kind: ClusterRole\n"),
+            cluster_wide,
+            "a ClusterRole only when asked for"
         );
         let (ok, out, err) = kubectl(
             &["-n", &ns.name, "apply", "--dry-run=server", "-f", "-"],
