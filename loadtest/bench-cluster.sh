@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# The seed scenario against cluster mode: one worker (auction + chat roles) and
-# one gateway as separate processes on the test environment's PostgreSQL and
-# Kafka (`scripts/testenv up postgres kafka`), a fresh database and topic prefix
-# per run. Results go to target/bench-cluster/.
+# The seed and spread scenarios against cluster mode: one worker (auction +
+# chat roles) and one gateway as separate processes on the test environment's
+# PostgreSQL and Kafka (`scripts/testenv up postgres kafka`), a fresh database
+# and topic prefix per run. Results go to target/bench-cluster/; each
+# scenario's answers/s is printed as a ratio to the embedded figure of the
+# last `bash loadtest/bench.sh` (target/bench/), run them in one session.
 #
 #   bash loadtest/bench-cluster.sh                 # seed stages at full scale
 #   BENCH_SCALE=0.2 bash loadtest/bench-cluster.sh # smaller
@@ -59,8 +61,19 @@ curl -fsS "http://127.0.0.1:$GATEWAY_PORT/readyz" >/dev/null
   echo "cluster: 1 gateway + 1 worker (auction, chat), PostgreSQL + Kafka ($PARTITIONS partitions) on the same machine"
   echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 } | tee "$OUT/machine.txt"
-target/release/bowchat-loadtest --url "http://127.0.0.1:$GATEWAY_PORT" --out "$OUT" seed --scale "$SCALE" | tee "$OUT/runs.txt"
+LT=(target/release/bowchat-loadtest --url "http://127.0.0.1:$GATEWAY_PORT" --out "$OUT")
+"${LT[@]}" seed --scale "$SCALE" | tee "$OUT/runs.txt"
+"${LT[@]}" spread --scale "$SCALE" --auctions 64 | tee -a "$OUT/runs.txt"
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$OUT/machine.txt"
 if command -v jq >/dev/null; then
-  jq -r '"\(.scenario): answers/s \(.answersPerSec) (peak \(.peakAnswersPerSec)), failed \(.failed)/\(.answered + .failed), p50 \(.latencyMs.p50) ms, p95 \(.latencyMs.p95) ms, p99 \(.latencyMs.p99) ms; verification mismatches: \(.extra.verification.mismatches | length) of \(.extra.verification.acknowledgedBids) acknowledged bids"' "$OUT/seed.json"
+  for f in seed spread; do
+    jq -r '"\(.scenario) (cluster): answers/s \(.answersPerSec) (peak \(.peakAnswersPerSec)), failed \(.failed)/\(.answered + .failed), p50 \(.latencyMs.p50) ms, p95 \(.latencyMs.p95) ms, p99 \(.latencyMs.p99) ms; verification mismatches: \(.extra.verification.mismatches | length) of \(.extra.verification.acknowledgedBids) acknowledged bids"' "$OUT/$f.json"
+    embedded="$ROOT/target/bench/$f.json"
+    if [ -f "$embedded" ]; then
+      awk -v c="$(jq -r .answersPerSec "$OUT/$f.json")" -v e="$(jq -r .answersPerSec "$embedded")" -v n="$f" \
+        'BEGIN { r = c / e; printf "%s cluster / embedded answers/s: %.3f (%d / %d) %s\n", n, r, c, e, (r >= 0.5 ? "met" : "missed") }'
+    else
+      echo "$f: no embedded figure in target/bench (run bash loadtest/bench.sh first)"
+    fi
+  done
 fi
