@@ -34,14 +34,7 @@ async fn acknowledged_bids_survive_a_killed_worker_exactly_once() {
         ids.push(auction["id"].as_i64().unwrap());
     }
     // Both workers own partitions before the burst (each logs its claim).
-    wait_for(
-        || {
-            !w1.log_lines("claimed partitions").is_empty()
-                && !w2.log_lines("claimed partitions").is_empty()
-        },
-        "both workers claimed partitions",
-    )
-    .await;
+    cluster::wait_for_claims(&[&w1, &w2]).await;
 
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(i64, Value)>();
     let mut tasks = Vec::new();
@@ -131,12 +124,4 @@ async fn acknowledged_bids_survive_a_killed_worker_exactly_once() {
     drop((gateway, w2));
     cluster.finish().await;
     eprintln!("cluster failover test took {:?}", started.elapsed());
-}
-
-async fn wait_for(cond: impl Fn() -> bool, what: &str) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while !cond() {
-        assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }

@@ -145,14 +145,6 @@ async fn pinned(pg: &PgPool, id: i64) -> Option<i32> {
         .unwrap()
 }
 
-async fn wait_for(cond: impl Fn() -> bool, what: &str) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while !cond() {
-        assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 /// The conflict counter of a worker, from its /metrics.
 async fn version_conflicts(worker: &Server) -> f64 {
     let text = reqwest::get(worker.url("/metrics"))
@@ -196,14 +188,7 @@ async fn growing_the_bid_topic_mid_burst_splits_no_auction() {
             "auction {id} pinned at creation"
         );
     }
-    wait_for(
-        || {
-            !w1.log_lines("claimed partitions").is_empty()
-                && !w2.log_lines("claimed partitions").is_empty()
-        },
-        "both workers claimed partitions",
-    )
-    .await;
+    cluster::wait_for_claims(&[&w1, &w2]).await;
 
     let (tx, mut rx) = mpsc::unbounded_channel();
     let mut sinks = Vec::new();
@@ -313,14 +298,7 @@ async fn a_second_writer_forced_onto_an_auction_loses_and_nothing_is_lost() {
             break id;
         }
     };
-    wait_for(
-        || {
-            !w1.log_lines("claimed partitions").is_empty()
-                && !w2.log_lines("claimed partitions").is_empty()
-        },
-        "both workers claimed partitions",
-    )
-    .await;
+    cluster::wait_for_claims(&[&w1, &w2]).await;
 
     let config = bowchat_kafka::KafkaConfig {
         bootstrap: cluster.bootstrap.clone(),

@@ -256,6 +256,22 @@ impl Cluster {
     }
 }
 
+/// Waits until every one of `workers` logged that it claimed partitions
+/// (each owns some before a burst starts); panics after 30 s.
+pub async fn wait_for_claims(workers: &[&Server]) {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    while workers
+        .iter()
+        .any(|w| w.log_lines("claimed partitions").is_empty())
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out: every worker claims partitions"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
 /// How often a bid of `bidder` for `amount` is stored as a price step.
 pub async fn stored_steps(pg: &PgPool, auction: i64, bidder: i64, amount: i64) -> i64 {
     sqlx::query_scalar(
