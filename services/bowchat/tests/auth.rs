@@ -399,3 +399,24 @@ async fn in_band_auth_with_a_fresh_token() {
     let (pong, _) = ws.until(|f| f["type"] == "PONG").await;
     assert_eq!(pong["requestId"], "p");
 }
+
+/// Ids are sequential, so a profile must not hand out addresses: only the
+/// owner sees their email.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_profile_shows_its_email_to_its_owner_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    let ann = server.user("ann").await;
+    let bob = server.user("bob").await;
+    let path = format!("/api/users/{}", ann.id);
+    let (status, own) = server.get(&path, Some(&ann.token)).await;
+    assert_eq!(status, 200, "{own}");
+    assert_eq!(own["email"], "ann@test.bowchat", "{own}");
+    let (status, other) = server.get(&path, Some(&bob.token)).await;
+    assert_eq!(status, 200, "{other}");
+    assert_eq!(other["displayName"], "ann", "{other}");
+    assert!(
+        other.get("email").is_none(),
+        "no address for others: {other}"
+    );
+}

@@ -83,7 +83,7 @@ async fn me(State(state): State<AppState>, caller: Caller) -> Result<impl IntoRe
 
 async fn user(
     State(state): State<AppState>,
-    _caller: Caller,
+    caller: Caller,
     Id(id): Id<i64>,
 ) -> Result<impl IntoResponse, ApiError> {
     let user = state
@@ -93,6 +93,13 @@ async fn user(
         .ok_or_else(|| ApiError::not_found("user"))?;
     let mut body = serde_json::to_value(&user)
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", e.to_string()))?;
+    // Ids are sequential: an address shown to anyone could be collected for
+    // every account by counting. Only its owner sees it.
+    if caller.id != id {
+        if let Some(fields) = body.as_object_mut() {
+            fields.remove("email");
+        }
+    }
     // Whether the user has a WebSocket open on any gateway; left out when
     // the connection registry cannot say.
     match state.presence.is_connected(id).await {
