@@ -335,3 +335,50 @@ async fn wrong_methods_and_plain_ws_gets_are_problems() {
     }
     healthy(&server).await;
 }
+
+/// PING counts against the per-user command rate like every other frame,
+/// and a refusal costs the sender an ERROR frame, not the connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pings_are_rate_limited_like_other_frames() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        dir.path(),
+        &[
+            ("BOWCHAT_GATEWAY__USER_RATE_PER_SEC", "1"),
+            ("BOWCHAT_GATEWAY__USER_RATE_BURST", "3"),
+        ],
+    );
+    let user = server.user("pinger").await;
+    let mut ws = server.ws(&user.token).await;
+    for n in 0..10 {
+        ws.send(json!({"type": "PING", "requestId": format!("p{n}")}))
+            .await;
+    }
+    let mut pongs = 0;
+    let mut limited = 0;
+    for _ in 0..10 {
+        let frame = ws.recv().await;
+        match frame["type"].as_str() {
+            Some("PONG") => pongs += 1,
+            Some("ERROR") => {
+                assert_eq!(frame["code"], "RATE_LIMITED", "{frame}");
+                limited += 1;
+            }
+            _ => panic!("unexpected {frame}"),
+        }
+    }
+    assert!(pongs <= 4, "the burst is 3 (plus what refilled): {pongs}");
+    assert!(limited >= 6, "{limited} refused of 10");
+    // The connection is still there; once the bucket refills, pings pass.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        ws.send(json!({"type": "PING", "requestId": "later"})).await;
+        let frame = ws.recv().await;
+        if frame["type"] == "PONG" {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{frame}");
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    healthy(&server).await;
+}

@@ -133,10 +133,15 @@ impl Session {
         metrics().frames_in.with_label_values(&[kind]).inc();
         match frame {
             ClientFrame::Auth { token, request_id } => self.reauth(&token, request_id),
-            ClientFrame::Ping { request_id } => vec![ServerFrame::Pong {
-                request_id,
-                server_time: now_millis(),
-            }],
+            // Counted like every other frame: a flood of pings costs the
+            // server as much as a flood of anything else.
+            ClientFrame::Ping { request_id } => match self.state.take_rate(self.user).await {
+                Ok(()) => vec![ServerFrame::Pong {
+                    request_id,
+                    server_time: now_millis(),
+                }],
+                Err(refusal) => err(refusal.code(), refusal.message(), &request_id),
+            },
             _ if self.expired() => err(
                 "TOKEN_EXPIRED",
                 "access token expired; send AUTH with a fresh token",
