@@ -59,11 +59,27 @@ pub async fn serve(config: Config, roles: Vec<Role>, demo: bool) -> anyhow::Resu
     let bus = buses.bus.clone();
     let shared_store = config.store.kind == StoreKind::Postgres;
     let concurrency = config.bus.kafka.consumer_concurrency;
-    // Embedded mode's scrape-time gauges (in-process bus lag, SQLite pools);
-    // on Kafka the lag gauge comes from the broker (crate::lag).
+    // Scrape-time gauges: the database pools on either store, and embedded
+    // mode's in-process bus lag and unmerged answers; on Kafka the lag gauge
+    // comes from the broker (crate::lag).
+    let pool_stats: crate::metrics::PoolStats = match &store.db {
+        Database::Sqlite(db) => {
+            let db = db.clone();
+            Box::new(move || db.pool_stats().to_vec())
+        }
+        Database::Postgres(pg) => {
+            let pool = pg.pool().clone();
+            Box::new(move || vec![("postgres", pool.size(), pool.num_idle())])
+        }
+    };
+    prometheus::default_registry()
+        .register(Box::new(crate::metrics::ConnectionsCollector::new(
+            pool_stats,
+        )))
+        .ok();
     if let (Some(in_process), Database::Sqlite(db)) = (buses.in_process.clone(), &store.db) {
         prometheus::default_registry()
-            .register(Box::new(crate::metrics::RuntimeCollector::new(
+            .register(Box::new(crate::metrics::EmbeddedCollector::new(
                 in_process,
                 db.clone(),
             )))

@@ -90,6 +90,18 @@ async fn bids_and_chat_cross_gateways_in_one_order() {
     assert_eq!(closed["outcome"], "sold", "{closed}");
     assert_eq!(closed["winnerId"], bidder.id, "{closed}");
 
+    // The PostgreSQL pool is measured like the SQLite pools.
+    let metrics = reqwest::get(gw_a.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for state in ["idle", "in_use"] {
+        let series = format!("bowchat_db_connections{{pool=\"postgres\",state=\"{state}\"}}");
+        assert!(metrics.contains(&series), "{series} in /metrics");
+    }
+
     drop((gw_a, gw_b, worker));
     cluster.finish().await;
     eprintln!("cluster gateways test took {:?}", started.elapsed());
