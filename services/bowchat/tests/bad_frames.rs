@@ -382,3 +382,41 @@ async fn pings_are_rate_limited_like_other_frames() {
     }
     healthy(&server).await;
 }
+
+/// Request headers have a configurable size limit (32 KiB by default): more
+/// is a 431 problem, and the server goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_request_headers_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    let http = reqwest::Client::new();
+    let ask = |bytes: usize| {
+        http.get(server.url("/healthz"))
+            .header("x-padding", "a".repeat(bytes))
+            .send()
+    };
+    let response = ask(16 * 1024).await.unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let response = ask(200 * 1024).await.unwrap();
+    assert_eq!(response.status().as_u16(), 431);
+    let ct = response
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default();
+    assert!(ct.starts_with("application/problem+json"), "{ct}");
+    let problem: Value = response.json().await.unwrap();
+    assert_eq!(problem["code"], "HEADERS_TOO_LARGE", "{problem}");
+    healthy(&server).await;
+
+    // The limit is a setting.
+    let dir = tempfile::tempdir().unwrap();
+    let strict = Server::start(dir.path(), &[("BOWCHAT_GATEWAY__MAX_HEADER_BYTES", "4096")]);
+    let response = reqwest::Client::new()
+        .get(strict.url("/healthz"))
+        .header("x-padding", "a".repeat(8 * 1024))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 431);
+}

@@ -44,6 +44,8 @@ pub struct GatewayConfig {
     pub ws_read_buffer_bytes: usize,
     /// Per-connection WebSocket write buffer (frames are flushed past it).
     pub ws_write_buffer_bytes: usize,
+    /// Most bytes of request headers (names and values); more is a 431.
+    pub max_header_bytes: usize,
 }
 
 impl Default for GatewayConfig {
@@ -66,6 +68,7 @@ impl Default for GatewayConfig {
             web_root: None,
             ws_read_buffer_bytes: 4 * 1024,
             ws_write_buffer_bytes: 16 * 1024,
+            max_header_bytes: 32 * 1024,
         }
     }
 }

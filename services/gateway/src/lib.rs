@@ -348,6 +348,7 @@ fn router(state: AppState) -> Router {
         // After every route: it applies to the routes registered before it.
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(web::serve)
+        .layer(middleware::from_fn_with_state(state.clone(), limit_headers))
         .layer(middleware::from_fn(count_requests))
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state);
@@ -390,6 +391,26 @@ async fn metrics_text() -> Response {
         buffer,
     )
         .into_response()
+}
+
+/// Refuses requests whose headers exceed `gateway.max_header_bytes` (the
+/// HTTP layer itself allows far more), before any handler runs.
+async fn limit_headers(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let size: usize = request
+        .headers()
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len())
+        .sum();
+    let limit = state.config.max_header_bytes;
+    if size > limit {
+        return ApiError::new(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "HEADERS_TOO_LARGE",
+            format!("request headers are limited to {limit} bytes (got {size})"),
+        )
+        .into_response();
+    }
+    next.run(request).await
 }
 
 async fn count_requests(request: Request, next: Next) -> Response {
