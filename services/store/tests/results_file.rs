@@ -229,7 +229,7 @@ async fn a_results_file_of_another_database_is_refused() {
 }
 
 #[tokio::test]
-async fn answers_stored_before_the_results_file_are_kept() {
+async fn answers_and_auctions_stored_before_the_results_file_are_kept() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bowchat.db");
     // The schema as it was before the results file: the first two migrations.
@@ -264,9 +264,45 @@ async fn answers_stored_before_the_results_file_are_kept() {
         .execute(&mut conn)
         .await
         .unwrap();
+        // An auction with a step and a global external id, as stored then:
+        // the auctions table is rebuilt on the way up (externalId per seller).
+        let state = serde_json::to_string(&bowchat_auction::engine::AuctionState::new(
+            bowchat_store_suite::auction::terms(7),
+            500,
+        ))
+        .unwrap();
+        sqlx::query(
+            "INSERT INTO auctions (id, title, description, seller, phase, state, external_id, created_at, updated_at)
+             VALUES (1, 'lamp', '', 7, 'open', ?, 'k8s:uid-1', 500, 500)",
+        )
+        .bind(state)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+        sqlx::query("INSERT INTO auction_steps VALUES (1, 1, 4, 250, 0, 1000)")
+            .execute(&mut conn)
+            .await
+            .unwrap();
     }
     let db = Db::open(&path, &never_merging()).await.unwrap();
     let repo = SqliteAuctionRepository::new(db.clone());
     assert_eq!(find(&repo, 4, "early").await, Some(accepted(250)));
+    let record = repo.get(1).await.unwrap().expect("the auction survives");
+    assert_eq!((record.title.as_str(), record.version), ("lamp", 0));
+    assert_eq!(
+        record.bid_partitions, None,
+        "pinned later by the auction role"
+    );
+    assert_eq!(
+        repo.steps(1, Default::default(), 10).await.unwrap().len(),
+        1
+    );
+    // Its external id is now the seller's own: another seller may use it.
+    let mut other = bowchat_store_suite::auction::new_auction("chair", 8, Some("k8s:uid-1"));
+    other.terms.starts_at = 0;
+    assert_ne!(repo.create(other, 2_000).await.unwrap().id, 1);
+    let mut same = bowchat_store_suite::auction::new_auction("again", 7, Some("k8s:uid-1"));
+    same.terms.starts_at = 0;
+    assert_eq!(repo.create(same, 2_000).await.unwrap().id, 1);
     db.close().await;
 }
