@@ -92,6 +92,33 @@ pub fn merge(auctions: &[&Auction], now: i64) -> (Policy, Option<i64>) {
     (policy.expect("at least one auction"), next_close)
 }
 
+/// The field manager the operator writes `spec.replicas` with.
+pub const FIELD_MANAGER: &str = "bowchat-operator";
+
+/// Sets the Deployment's replicas by server-side apply on its scale
+/// subresource, so the operator owns `spec.replicas` (the chart leaves it
+/// out, and `helm upgrade` keeps what the operator set).
+pub async fn apply_replicas(
+    deployments: &Api<Deployment>,
+    name: &str,
+    replicas: u32,
+) -> Result<(), kube::Error> {
+    let scale = json!({
+        "apiVersion": "autoscaling/v1",
+        "kind": "Scale",
+        "metadata": {"name": name},
+        "spec": {"replicas": replicas},
+    });
+    deployments
+        .patch_scale(
+            name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&scale),
+        )
+        .await
+        .map(|_| ())
+}
+
 /// Seconds as milliseconds, saturating: the API server bounds these fields
 /// (a week), but an object stored before that bound must not overflow here.
 fn millis(seconds: u64) -> i64 {
@@ -183,10 +210,7 @@ impl Scaler {
             let state = self.states.entry((ns.clone(), name.clone())).or_default();
             let decision = decide(&policy, &obs, state);
             if decision.replicas != current {
-                let patch = json!({"spec": {"replicas": decision.replicas}});
-                deployments
-                    .patch_scale(&name, &PatchParams::default(), &Patch::Merge(&patch))
-                    .await?;
+                apply_replicas(&deployments, &name, decision.replicas).await?;
                 self.metrics.scaled(decision.replicas);
                 info!(namespace = %ns, deployment = %name, from = current, to = decision.replicas, lag, partitions, reason = ?decision.reason, "scaled");
             } else if decision.reason == Reason::CoolingDown {

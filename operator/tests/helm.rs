@@ -139,3 +139,77 @@ fn rendered_chart_passes_a_server_side_dry_run() {
             .unwrap();
     assert_eq!(crd, bowchat_operator::crd::crd_yaml());
 }
+
+/// The chart leaves the auction role's replicas to the operator, which sets
+/// them by server-side apply: `managedFields` names it, and a `helm upgrade`
+/// keeps what it set.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn helm_upgrade_keeps_the_replicas_the_operator_set() {
+    use bowchat_operator::scaler::{apply_replicas, FIELD_MANAGER};
+    use k8s_openapi::api::apps::v1::Deployment;
+    use kube::api::Api;
+
+    install_crd();
+    let ns = Namespace::create("upgrade");
+    let chart = chart();
+    let install = |verb: &str, extra: &[&str]| {
+        let mut args = vec![
+            verb,
+            "demo",
+            chart.as_str(),
+            "--namespace",
+            ns.name.as_str(),
+            "--skip-crds",
+            "--set",
+            "cluster.enabled=false",
+        ];
+        args.extend(extra);
+        helm(&args)
+    };
+    let (ok, out, err) = tokio::task::block_in_place(|| install("install", &[]));
+    assert!(ok, "helm install: {out} {err}");
+    let deployments: Api<Deployment> = Api::namespaced(support::client().await, &ns.name);
+    let name = "demo-bowchat-auction";
+    let replicas = |d: &Deployment| d.spec.as_ref().and_then(|s| s.replicas);
+    let installed = deployments.get(name).await.unwrap();
+    assert_eq!(replicas(&installed), Some(1), "the API server's default");
+    let gateway = deployments.get("demo-bowchat-gateway").await.unwrap();
+    assert_eq!(
+        replicas(&gateway),
+        Some(2),
+        "other roles keep the chart's count"
+    );
+
+    apply_replicas(&deployments, name, 3).await.unwrap();
+    let scaled = deployments.get(name).await.unwrap();
+    assert_eq!(replicas(&scaled), Some(3));
+    let owner = scaled
+        .metadata
+        .managed_fields
+        .unwrap_or_default()
+        .into_iter()
+        .find(|f| f.manager.as_deref() == Some(FIELD_MANAGER))
+        .expect("the operator is a field manager");
+    let fields = serde_json::to_string(&owner.fields_v1).unwrap();
+    assert!(
+        fields.contains("f:replicas"),
+        "it owns spec.replicas: {fields}"
+    );
+
+    // An upgrade that changes other values leaves the replicas alone.
+    let (ok, out, err) =
+        tokio::task::block_in_place(|| install("upgrade", &["--set", "roles.gateway.replicas=3"]));
+    assert!(ok, "helm upgrade: {out} {err}");
+    let upgraded = deployments.get(name).await.unwrap();
+    assert_eq!(
+        replicas(&upgraded),
+        Some(3),
+        "helm upgrade kept the operator's replicas"
+    );
+    let gateway = deployments.get("demo-bowchat-gateway").await.unwrap();
+    assert_eq!(replicas(&gateway), Some(3), "the upgrade itself applied");
+    let (ok, _, err) = tokio::task::block_in_place(|| {
+        helm(&["uninstall", "demo", "--namespace", ns.name.as_str()])
+    });
+    assert!(ok, "helm uninstall: {err}");
+}
