@@ -16,15 +16,39 @@ wait_for() {
 # port_open PORT: something listens on 127.0.0.1:PORT.
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
-# pid_alive PIDFILE
-pid_alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+# pid_started PID: the process's start time in seconds since the epoch (from /proc).
+pid_started() {
+  local stat rest ticks btime hz
+  stat="$(cat "/proc/$1/stat" 2>/dev/null)" || return 1
+  # The command name (field 2) may hold spaces; field 22 is the 20th after the ')'.
+  rest="${stat##*) }"
+  ticks="$(echo "$rest" | awk '{print $20}')"
+  btime="$(awk '/^btime/ {print $2}' /proc/stat)"
+  hz="$(getconf CLK_TCK)"
+  echo $(( btime + ticks / hz ))
+}
+
+# pid_alive PIDFILE: the process the file names still runs. PIDs are reused (pid_max
+# is 32768 here), and the state folder outlives the processes when a session ends
+# without `down`, so a live PID alone proves nothing: the process must have started
+# before the file was written. A reused PID belongs to a later process, which is
+# neither trusted as the server nor signalled by stop_pid.
+pid_alive() {
+  local f="$1" pid started written
+  [ -f "$f" ] || return 1
+  pid="$(head -n 1 "$f" | tr -dc '0-9')"
+  [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 1
+  started="$(pid_started "$pid")" || return 1
+  written="$(stat -c %Y "$f")"
+  [ "$started" -le $(( written + 5 )) ]
+}
 
 # stop_pid PIDFILE: TERM, then KILL after 10 s.
 stop_pid() {
   local f="$1" pid
   [ -f "$f" ] || return 0
-  pid="$(cat "$f")"
-  if kill -0 "$pid" 2>/dev/null; then
+  pid="$(head -n 1 "$f" | tr -dc '0-9')"
+  if pid_alive "$f"; then
     kill "$pid" 2>/dev/null || true
     for _ in $(seq 1 40); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
     kill -9 "$pid" 2>/dev/null || true
