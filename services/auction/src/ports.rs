@@ -1,6 +1,7 @@
 //! What the auction domain needs from storage. Adapters live in `bowchat-store`.
 
 use async_trait::async_trait;
+use bowchat_bus::outbox::OutboxEntry;
 use bowchat_model::{AuctionId, Millis, PageQuery, RoomId, UserId};
 
 use crate::engine::{AuctionState, AuctionTerms, Phase, PriceStep};
@@ -107,6 +108,9 @@ pub struct AuctionBatch {
     pub results: Vec<StoredResult>,
     pub deal_rooms: Vec<(AuctionId, RoomId)>,
     pub offsets: Vec<BusOffset>,
+    /// The facts the gateways must see, stored with the batch and removed
+    /// once published (`bowchat_bus::outbox`).
+    pub outbox: Option<OutboxEntry>,
 }
 
 impl AuctionBatch {

@@ -11,6 +11,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
+use bowchat_bus::outbox::{OutboxWriter, Published};
 use bowchat_bus::{topics, Bus, BusError, Consumer, Record};
 use bowchat_model::{now_millis, AuctionId, Millis, UserId, MAX_AMOUNT};
 use bytes::Bytes;
@@ -115,6 +116,9 @@ pub struct AuctionRole {
     /// Set when the store refused the last batch because another member owns
     /// its partition now; the batch is dropped, not answered or committed.
     fenced: bool,
+    /// Where a batch's facts are stored with it (`with_outbox`); without one
+    /// a fact whose publish fails is lost.
+    outbox: Option<OutboxWriter>,
 }
 
 /// Outcome of processing one batch, before it is stored.
@@ -143,7 +147,16 @@ impl AuctionRole {
             timers: BTreeSet::new(),
             bid_partitions: HashMap::new(),
             fenced: false,
+            outbox: None,
         }
+    }
+
+    /// Stores each batch's facts in the outbox with the batch and reports the
+    /// published ones to `published`, which a relay of source `"auction"`
+    /// (`bowchat_bus::outbox::run_relay`) removes.
+    pub fn with_outbox(mut self, published: Published) -> Self {
+        self.outbox = Some(OutboxWriter::new("auction", published));
+        self
     }
 
     /// Subscribe and process until the bus closes or this member is fenced.
@@ -657,7 +670,21 @@ impl AuctionRole {
             .map(|(_, s)| s)
             .collect();
 
+        let facts = coalesce_updates(std::mem::take(&mut pending.facts));
+        let records = encode_facts(&facts);
+        pending.facts = facts;
         if !pending.batch.is_empty() {
+            // Answers stay out: their senders retry with the same id and get
+            // the stored answer; every other fact only reaches gateways here.
+            pending.batch.outbox = self.outbox.as_ref().and_then(|outbox| {
+                let gateway_facts = records
+                    .iter()
+                    .zip(&pending.facts)
+                    .filter(|(_, fact)| !matches!(fact, AuctionFact::Result { .. }))
+                    .map(|(record, _)| record.clone())
+                    .collect();
+                outbox.entry(topics::AUCTION_EVENT, gateway_facts, now_millis())
+            });
             let started = std::time::Instant::now();
             let mut attempt = 0;
             loop {
@@ -701,8 +728,11 @@ impl AuctionRole {
                 slot.record.version = write.read_version + 1;
             }
         }
-        let facts = coalesce_updates(pending.facts);
-        self.publish(facts).await;
+        if self.publish_records(records).await {
+            if let (Some(outbox), Some(entry)) = (&self.outbox, &pending.batch.outbox) {
+                outbox.published(entry.id);
+            }
+        }
         None
     }
 
@@ -739,16 +769,21 @@ impl AuctionRole {
     }
 
     async fn publish(&self, facts: Vec<AuctionFact>) {
-        let records: Vec<(String, Bytes)> = facts
-            .iter()
-            .filter_map(|fact| {
-                serde_json::to_vec(fact)
-                    .ok()
-                    .map(|json| (fact.auction_id().to_string(), Bytes::from(json)))
-            })
-            .collect();
-        if let Err(e) = self.bus.publish_all(topics::AUCTION_EVENT, records).await {
-            error!(error = %e, "cannot publish auction facts");
+        self.publish_records(encode_facts(&facts)).await;
+    }
+
+    /// Whether the bus took every record. A stored batch's facts that it
+    /// refused stay in the outbox, whose relay publishes them later.
+    async fn publish_records(&self, records: Vec<(String, Bytes)>) -> bool {
+        if records.is_empty() {
+            return true;
+        }
+        match self.bus.publish_all(topics::AUCTION_EVENT, records).await {
+            Ok(()) => true,
+            Err(e) => {
+                error!(error = %e, "cannot publish auction facts; the outbox relay sends them later");
+                false
+            }
         }
     }
 
@@ -819,6 +854,17 @@ fn next_offsets(records: &[Record]) -> Vec<BusOffset> {
 
 /// Merges the `Updated` facts of one auction within a batch into one fact
 /// carrying all its steps and the final view; keeps every other fact in order.
+/// One (key, payload) record per fact, in order; facts always encode.
+fn encode_facts(facts: &[AuctionFact]) -> Vec<(String, Bytes)> {
+    facts
+        .iter()
+        .map(|fact| {
+            let json = serde_json::to_vec(fact).expect("auction facts always encode");
+            (fact.auction_id().to_string(), Bytes::from(json))
+        })
+        .collect()
+}
+
 fn coalesce_updates(facts: Vec<AuctionFact>) -> Vec<AuctionFact> {
     let mut out: Vec<AuctionFact> = Vec::with_capacity(facts.len());
     let mut update_at: HashMap<AuctionId, usize> = HashMap::new();

@@ -12,17 +12,18 @@ use anyhow::Context;
 use async_trait::async_trait;
 use bowchat_auction::ports::AuctionRepository;
 use bowchat_auth::ports::AuthRepository;
+use bowchat_bus::outbox::OutboxStore;
 use bowchat_bus::{topics, Bus, BusError, Consumer, InProcessBus, Record};
 use bowchat_chat::ports::ChatRepository;
 use bowchat_gateway::Readiness;
 use bowchat_kafka::{KafkaBus, KafkaConfig, KafkaConsumer, OffsetReset, StoredOffsets};
 use bowchat_mongo::{MongoChatHistory, SplitChatRepository};
-use bowchat_postgres::{PgAuctionRepository, PgStore};
+use bowchat_postgres::{PgAuctionRepository, PgOutbox, PgStore};
 use bowchat_redis::{ConnectionManager, RedisConfig, RedisRefreshStore};
 use bowchat_social::ports::SocialRepository;
 use bowchat_store::{
     Db, SqliteAuctionRepository, SqliteAuthRepository, SqliteChatRepository, SqliteOptions,
-    SqliteSocialRepository,
+    SqliteOutbox, SqliteSocialRepository,
 };
 use tracing::{info, warn};
 
@@ -145,6 +146,14 @@ impl Store {
     /// Chat rooms and history: all in the main database, or message bodies
     /// in MongoDB with rooms, members and each room's last seq in the main
     /// database (whose `last_seq` is the commit point, see `bowchat_mongo`).
+    /// Where the relay reads and removes the roles' fact outbox.
+    pub fn outbox(&self) -> Arc<dyn OutboxStore> {
+        match &self.db {
+            Database::Sqlite(db) => Arc::new(SqliteOutbox::new(db.clone())),
+            Database::Postgres(pg) => Arc::new(PgOutbox::new(pg.clone())),
+        }
+    }
+
     pub fn chat(&self) -> Arc<dyn ChatRepository> {
         match (&self.db, &self.history) {
             (Database::Sqlite(db), None) => Arc::new(SqliteChatRepository::new(db.clone())),

@@ -28,6 +28,7 @@ pub struct Config {
     pub auction: AuctionConfig,
     pub chat: RoleConfig,
     pub bus: BusConfig,
+    pub outbox: OutboxConfig,
     pub store: StoreConfig,
     pub chat_history: ChatHistoryConfig,
     pub ephemeral: EphemeralConfig,
@@ -47,6 +48,7 @@ impl Default for Config {
             auction: AuctionConfig::default(),
             chat: RoleConfig::default(),
             bus: BusConfig::default(),
+            outbox: OutboxConfig::default(),
             store: StoreConfig::default(),
             chat_history: ChatHistoryConfig::default(),
             ephemeral: EphemeralConfig::default(),
@@ -150,6 +152,42 @@ impl Default for AuctionConfig {
             commit_retries: role.commit_retries,
             idempotency_window_secs: 24 * 3600,
             results_sweep_interval_secs: 60,
+        }
+    }
+}
+
+/// The fact outbox's relay (`bowchat_bus::outbox`): what a role stored but
+/// could not publish (the broker was away longer than its delivery timeout,
+/// or the process died between commit and publish) is published again.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OutboxConfig {
+    /// How often each role process's relay looks (milliseconds).
+    pub relay_interval_ms: u64,
+    /// Facts still unpublished this long after their commit are published
+    /// again (milliseconds); keep it above the usual publish time, or
+    /// gateways see (and drop) more duplicates.
+    pub relay_after_ms: u64,
+    /// Outbox entries (one per batch) read per look.
+    pub relay_batch: u32,
+}
+
+impl Default for OutboxConfig {
+    fn default() -> Self {
+        Self {
+            relay_interval_ms: 1000,
+            relay_after_ms: 10_000,
+            relay_batch: 256,
+        }
+    }
+}
+
+impl OutboxConfig {
+    pub fn relay(&self) -> bowchat_bus::outbox::RelayConfig {
+        bowchat_bus::outbox::RelayConfig {
+            interval: std::time::Duration::from_millis(self.relay_interval_ms.max(10)),
+            relay_after: std::time::Duration::from_millis(self.relay_after_ms),
+            max_entries: self.relay_batch.max(1),
         }
     }
 }

@@ -9,6 +9,7 @@ use anyhow::Context;
 use bowchat_auction::results_expiry::ResultsExpiry;
 use bowchat_auction::role::{AuctionRole, AuctionRoleConfig};
 use bowchat_auth::{AuthService, PasswordPolicy, TokenConfig};
+use bowchat_bus::outbox::{run_relay, Published};
 use bowchat_bus::topics;
 use bowchat_chat::{ChatRole, ChatRoleConfig};
 use bowchat_gateway::GatewayDeps;
@@ -108,9 +109,11 @@ pub async fn serve(config: Config, roles: Vec<Role>, demo: bool) -> anyhow::Resu
         };
         let repo = store.auctions(&role_config.group);
         role_tasks.spawn("auction", expiry.run(repo, bowchat_model::now_millis));
+        let published = spawn_relay(&mut role_tasks, "auction", &store, &bus, &config.outbox);
         for (consumer, repo) in members {
             let consumer = crate::fault::consumer("auction", consumer);
-            let mut role = AuctionRole::new(repo, bus.clone(), role_config.clone());
+            let mut role = AuctionRole::new(repo, bus.clone(), role_config.clone())
+                .with_outbox(published.clone());
             role_tasks.spawn("auction", async move { role.run_with(consumer).await });
         }
     }
@@ -122,6 +125,7 @@ pub async fn serve(config: Config, roles: Vec<Role>, demo: bool) -> anyhow::Resu
             ..ChatRoleConfig::default()
         };
         lag_groups.push((role_config.group.clone(), topics::CHAT_MESSAGE));
+        let published = spawn_relay(&mut role_tasks, "chat", &store, &bus, &config.outbox);
         for consumer in buses.chat_members(&role_config.group, concurrency).await? {
             let consumer = crate::fault::consumer("chat", consumer);
             let mut role = ChatRole::new(
@@ -129,7 +133,8 @@ pub async fn serve(config: Config, roles: Vec<Role>, demo: bool) -> anyhow::Resu
                 bus.clone(),
                 role_config.clone(),
                 prometheus::default_registry(),
-            );
+            )
+            .with_outbox(published.clone());
             role_tasks.spawn("chat", async move { role.run_with(consumer).await });
         }
     }
@@ -280,6 +285,42 @@ pub async fn serve(config: Config, roles: Vec<Role>, demo: bool) -> anyhow::Resu
 /// A role stopped: the process is not ready from now on (see
 /// `supervise`); it stays up `role_exit_delay_ms` so a probe sees that,
 /// then ends with the role's reason as its error.
+/// Starts the outbox relay of `source` (a role of this process) and returns
+/// the list through which the role reports what it published.
+fn spawn_relay(
+    tasks: &mut Roles,
+    source: &'static str,
+    store: &Store,
+    bus: &Arc<dyn bowchat_bus::Bus>,
+    config: &crate::config::OutboxConfig,
+) -> Published {
+    static RELAYED: std::sync::OnceLock<prometheus::IntCounterVec> = std::sync::OnceLock::new();
+    let relayed = RELAYED.get_or_init(|| {
+        prometheus::register_int_counter_vec!(
+            "bowchat_outbox_relayed_total",
+            "Outbox entries (a stored batch's facts) published by the relay, not by their role",
+            &["source"]
+        )
+        .expect("metric registers once")
+    });
+    let counter = relayed.with_label_values(&[source]);
+    let published = Published::default();
+    let relay = run_relay(
+        store.outbox(),
+        bus.clone(),
+        source,
+        published.clone(),
+        config.relay(),
+        bowchat_model::now_millis,
+        move |n| counter.inc_by(n as u64),
+    );
+    tasks.spawn(source, async move {
+        relay.await;
+        Ok::<(), std::convert::Infallible>(())
+    });
+    published
+}
+
 async fn role_stopped(stopped: RoleStopped, config: &Config) -> anyhow::Error {
     error!(role = stopped.role, reason = %stopped.reason, "role stopped; the process is not ready and will exit");
     tokio::time::sleep(std::time::Duration::from_millis(config.role_exit_delay_ms)).await;

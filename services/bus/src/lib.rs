@@ -6,6 +6,7 @@
 //! order. Every consumer group sees every record of its topic.
 
 mod in_process;
+pub mod outbox;
 
 pub use in_process::InProcessBus;
 

@@ -9,6 +9,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use async_trait::async_trait;
+use bowchat_bus::outbox::OutboxEntry;
 use bowchat_model::{AuctionId, Millis, PageQuery, RoomId, UserId};
 use serde::{Deserialize, Serialize};
 
@@ -153,6 +154,9 @@ pub struct ChatBatch {
     pub reads: Vec<(RoomId, UserId, i64)>,
     /// (room, user, joined_at): new members with role 'member'; joining twice is a no-op.
     pub joins: Vec<(RoomId, UserId, Millis)>,
+    /// The facts the gateways must see, stored with the batch and removed
+    /// once published (`bowchat_bus::outbox`).
+    pub outbox: Option<OutboxEntry>,
 }
 
 impl ChatBatch {

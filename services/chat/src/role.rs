@@ -13,6 +13,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bowchat_bus::outbox::{OutboxWriter, Published};
 use bowchat_bus::{topics, Bus, BusError, Consumer, Record};
 use bowchat_model::{now_millis, Millis, RoomId, UserId};
 use bytes::Bytes;
@@ -100,6 +101,9 @@ pub struct ChatRole {
     kinds: HashMap<RoomId, RoomKind>,
     /// Stored last seq per room; evicted when a commit fails.
     last_seq: HashMap<RoomId, i64>,
+    /// Where a batch's facts are stored with it (`with_outbox`); without one
+    /// a fact whose publish fails is lost.
+    outbox: Option<OutboxWriter>,
 }
 
 impl ChatRole {
@@ -118,7 +122,16 @@ impl ChatRole {
             metrics,
             kinds: HashMap::new(),
             last_seq: HashMap::new(),
+            outbox: None,
         }
+    }
+
+    /// Stores each batch's facts in the outbox with the batch and reports the
+    /// published ones to `published`, which a relay of source `"chat"`
+    /// (`bowchat_bus::outbox::run_relay`) removes.
+    pub fn with_outbox(mut self, published: Published) -> Self {
+        self.outbox = Some(OutboxWriter::new("chat", published));
+        self
     }
 
     /// Subscribe and process until the bus closes or this member is fenced.
@@ -460,8 +473,34 @@ impl ChatRole {
     }
 
     /// Stores the batch, then publishes its facts (messages in seq order, results, reads, joins).
-    async fn finish(&mut self, pending: Pending, rooms: &HashSet<RoomId>) -> Result<(), BusError> {
+    async fn finish(
+        &mut self,
+        mut pending: Pending,
+        rooms: &HashSet<RoomId>,
+    ) -> Result<(), BusError> {
+        // The facts every member must see go into the outbox with the batch;
+        // answers stay out, since their senders retry with the same id.
+        let mut shared: Vec<ChatFact> = Vec::with_capacity(
+            pending.batch.messages.len() + pending.reads.len() + pending.joined.len(),
+        );
+        shared.extend(
+            pending
+                .batch
+                .messages
+                .iter()
+                .cloned()
+                .map(|message| ChatFact::Message { message }),
+        );
+        let shared_records = encode_facts(&shared);
+        let mut extra_records = encode_facts(&pending.reads);
+        extra_records.extend(encode_facts(&pending.joined));
         if !pending.batch.is_empty() {
+            let mut outbox_records = shared_records.clone();
+            outbox_records.extend(extra_records.iter().cloned());
+            pending.batch.outbox = self
+                .outbox
+                .as_ref()
+                .and_then(|outbox| outbox.entry(topics::CHAT_EVENT, outbox_records, now_millis()));
             if let Err(e) = self.commit(&pending.batch).await {
                 if matches!(e, ChatRepoError::Conflict(_)) {
                     // Another writer moved a room's sequence: nothing of this
@@ -473,28 +512,20 @@ impl ChatRole {
                 for room in rooms {
                     self.last_seq.remove(room);
                 }
-                let facts = pending.results.into_iter().map(unavailable).collect();
-                return self.publish(facts).await;
+                let facts: Vec<ChatFact> = pending.results.into_iter().map(unavailable).collect();
+                return self.publish(encode_facts(&facts)).await.map(|_| ());
             }
         }
         self.last_seq.extend(pending.next_seq);
-        let mut facts = Vec::with_capacity(
-            pending.batch.messages.len()
-                + pending.results.len()
-                + pending.reads.len()
-                + pending.joined.len(),
-        );
-        facts.extend(
-            pending
-                .batch
-                .messages
-                .into_iter()
-                .map(|message| ChatFact::Message { message }),
-        );
-        facts.extend(pending.results);
-        facts.extend(pending.reads);
-        facts.extend(pending.joined);
-        self.publish(facts).await
+        let mut records = shared_records;
+        records.extend(encode_facts(&pending.results));
+        records.extend(extra_records);
+        let published = self.publish(records).await?;
+        if let (true, Some(outbox), Some(entry)) = (published, &self.outbox, &pending.batch.outbox)
+        {
+            outbox.published(entry.id);
+        }
+        Ok(())
     }
 
     async fn commit(&self, batch: &ChatBatch) -> Result<(), ChatRepoError> {
@@ -519,22 +550,13 @@ impl ChatRole {
         }
     }
 
-    /// Publishes facts keyed by room. The effects are already stored, so a
-    /// transient failure is retried; a closed or fenced bus stops the role.
-    async fn publish(&self, facts: Vec<ChatFact>) -> Result<(), BusError> {
-        if facts.is_empty() {
-            return Ok(());
+    /// Publishes fact records keyed by room; returns whether the bus took
+    /// them. The effects are already stored, so a transient failure is
+    /// retried; a closed or fenced bus stops the role.
+    async fn publish(&self, records: Vec<(String, Bytes)>) -> Result<bool, BusError> {
+        if records.is_empty() {
+            return Ok(true);
         }
-        let records: Vec<(String, Bytes)> = facts
-            .iter()
-            .filter_map(|fact| match serde_json::to_vec(fact) {
-                Ok(json) => Some((fact.room_id().to_string(), Bytes::from(json))),
-                Err(e) => {
-                    error!(error = %e, "cannot encode a chat fact");
-                    None
-                }
-            })
-            .collect();
         let mut attempt = 0;
         loop {
             match self
@@ -542,7 +564,7 @@ impl ChatRole {
                 .publish_all(topics::CHAT_EVENT, records.clone())
                 .await
             {
-                Ok(()) => return Ok(()),
+                Ok(()) => return Ok(true),
                 Err(e @ (BusError::Closed | BusError::Fenced)) => return Err(e),
                 Err(e) if attempt < self.config.commit_retries => {
                     attempt += 1;
@@ -550,9 +572,9 @@ impl ChatRole {
                     tokio::time::sleep(Duration::from_millis(20 << attempt)).await;
                 }
                 Err(e) => {
-                    // Stored messages are still served by history and reconnect replay.
-                    error!(error = %e, "cannot publish chat facts; clients will catch up from history");
-                    return Ok(());
+                    // Stored facts stay in the outbox; its relay sends them later.
+                    error!(error = %e, "cannot publish chat facts; the outbox relay sends them later");
+                    return Ok(false);
                 }
             }
         }
@@ -591,6 +613,17 @@ fn result_fact(
 }
 
 /// Turns a decided result into the answer of a batch that could not be stored.
+/// One (key, payload) record per fact, keyed by room, in order.
+fn encode_facts(facts: &[ChatFact]) -> Vec<(String, Bytes)> {
+    facts
+        .iter()
+        .map(|fact| {
+            let json = serde_json::to_vec(fact).expect("chat facts always encode");
+            (fact.room_id().to_string(), Bytes::from(json))
+        })
+        .collect()
+}
+
 fn unavailable(fact: ChatFact) -> ChatFact {
     match fact {
         ChatFact::Result {

@@ -10,7 +10,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bowchat_mongo::MongoConfig;
 use bowchat_store::{
-    Db, SqliteAuctionRepository, SqliteAuthRepository, SqliteOptions, SqliteSocialRepository,
+    Db, SqliteAuctionRepository, SqliteAuthRepository, SqliteOptions, SqliteOutbox,
+    SqliteSocialRepository,
 };
 use bowchat_store_suite::{Repos, Store, SuiteTest};
 
@@ -29,6 +30,7 @@ impl Store for SplitStore {
             auth: Arc::new(SqliteAuthRepository::new(db.clone())),
             chat: Arc::new(common::open(&self.path, &self.config).await),
             social: Arc::new(SqliteSocialRepository::new(db.clone())),
+            outbox: Arc::new(SqliteOutbox::new(db.clone())),
             auction: Arc::new(SqliteAuctionRepository::new(db)),
         }
     }

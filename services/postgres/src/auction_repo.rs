@@ -539,6 +539,11 @@ impl AuctionRepository for PgAuctionRepository {
                 .await
                 .map_err(db_error)?;
         }
+        if let Some(entry) = &batch.outbox {
+            crate::outbox::insert(&mut tx, entry)
+                .await
+                .map_err(db_error)?;
+        }
         tx.commit().await.map_err(db_error)
     }
 

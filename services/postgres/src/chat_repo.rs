@@ -373,6 +373,11 @@ impl PgChatRepository {
             .await
             .map_err(db_error)?;
         }
+        if let Some(entry) = &batch.outbox {
+            crate::outbox::insert(&mut tx, entry)
+                .await
+                .map_err(db_error)?;
+        }
         tx.commit().await.map_err(db_error)
     }
 }

@@ -10,6 +10,7 @@
 mod auction_repo;
 mod auth_repo;
 mod chat_repo;
+mod outbox;
 mod social_repo;
 
 use std::str::FromStr;
@@ -21,6 +22,7 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 pub use auction_repo::{is_fenced, PgAuctionRepository, FENCED};
 pub use auth_repo::PgAuthRepository;
 pub use chat_repo::PgChatRepository;
+pub use outbox::PgOutbox;
 pub use social_repo::PgSocialRepository;
 
 #[derive(Debug, thiserror::Error)]

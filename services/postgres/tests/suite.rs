@@ -6,6 +6,7 @@ mod common;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use bowchat_postgres::PgOutbox;
 use bowchat_store_suite::{Repos, Store, SuiteTest};
 
 struct PgSuiteStore {
@@ -21,6 +22,7 @@ impl Store for PgSuiteStore {
             chat: Arc::new(store.chat()),
             social: Arc::new(store.social()),
             auction: Arc::new(store.auctions("auction-role")),
+            outbox: Arc::new(PgOutbox::new(store.clone())),
         }
     }
 }

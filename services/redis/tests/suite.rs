@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use bowchat_redis::{RedisConfig, RedisRefreshStore};
 use bowchat_store::{
     Db, SqliteAuctionRepository, SqliteAuthRepository, SqliteChatRepository, SqliteOptions,
-    SqliteSocialRepository,
+    SqliteOutbox, SqliteSocialRepository,
 };
 use bowchat_store_suite::{Repos, Store, SuiteTest};
 
@@ -35,6 +35,7 @@ impl Store for RedisStore {
                 Duration::from_secs(60),
             )),
             chat: Arc::new(SqliteChatRepository::new(db.clone())),
+            outbox: Arc::new(SqliteOutbox::new(db.clone())),
             social: Arc::new(SqliteSocialRepository::new(db.clone())),
             auction: Arc::new(SqliteAuctionRepository::new(db)),
         }

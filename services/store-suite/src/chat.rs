@@ -237,6 +237,7 @@ pub async fn a_failing_commit_stores_nothing(store: Arc<dyn Store>) {
         messages,
         reads: vec![(a, 2, 1)],
         joins: vec![(b, 9, 50)],
+        outbox: None,
     };
     // Room b is fine, but room a repeats a stored client id.
     let mut duplicate = msg(a, 2, 1);

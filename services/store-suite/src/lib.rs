@@ -9,6 +9,7 @@
 pub mod auction;
 pub mod auth;
 pub mod chat;
+pub mod outbox;
 pub mod social;
 
 use std::sync::Arc;
@@ -16,6 +17,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bowchat_auction::ports::AuctionRepository;
 use bowchat_auth::ports::AuthRepository;
+use bowchat_bus::outbox::OutboxStore;
 use bowchat_chat::ports::ChatRepository;
 use bowchat_social::ports::SocialRepository;
 use futures::future::BoxFuture;
@@ -27,6 +29,8 @@ pub struct Repos {
     pub chat: Arc<dyn ChatRepository>,
     pub social: Arc<dyn SocialRepository>,
     pub auction: Arc<dyn AuctionRepository>,
+    /// The fact outbox the auction and chat repositories write with their batches.
+    pub outbox: Arc<dyn OutboxStore>,
 }
 
 /// The storage under test: an empty database at first.
@@ -114,6 +118,7 @@ macro_rules! auction_conformance_tests {
             auction::refused_results_expire_and_accepted_stay,
             auction::deal_room_is_opened_once,
             auction::concurrent_creates_with_one_external_id_make_one_auction,
+            outbox::entries_ride_with_their_batch,
         );
     };
 }

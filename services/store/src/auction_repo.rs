@@ -316,6 +316,11 @@ impl AuctionRepository for SqliteAuctionRepository {
             .await
             .map_err(unavailable)?;
         }
+        if let Some(entry) = &batch.outbox {
+            crate::outbox::insert(&mut tx, entry)
+                .await
+                .map_err(unavailable)?;
+        }
         tx.commit().await.map_err(unavailable)?;
         self.db.results.committed(&batch.results, appended, pruned);
         Ok(())

@@ -386,6 +386,11 @@ impl SqliteChatRepository {
             .await
             .map_err(db_error)?;
         }
+        if let Some(entry) = &batch.outbox {
+            crate::outbox::insert(&mut tx, entry)
+                .await
+                .map_err(db_error)?;
+        }
         tx.commit().await.map_err(db_error)
     }
 }

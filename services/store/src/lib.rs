@@ -8,6 +8,7 @@ mod auction_repo;
 mod auth_repo;
 mod chat_repo;
 pub mod chat_rows;
+mod outbox;
 mod padded_rows;
 mod results_store;
 mod social_repo;
@@ -24,6 +25,7 @@ use sqlx::sqlite::{
 pub use auction_repo::SqliteAuctionRepository;
 pub use auth_repo::SqliteAuthRepository;
 pub use chat_repo::SqliteChatRepository;
+pub use outbox::SqliteOutbox;
 pub use results_store::results_path;
 pub use social_repo::SqliteSocialRepository;
 

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bowchat_store::{
     Db, SqliteAuctionRepository, SqliteAuthRepository, SqliteChatRepository, SqliteOptions,
-    SqliteSocialRepository,
+    SqliteOutbox, SqliteSocialRepository,
 };
 use bowchat_store_suite::{Repos, Store, SuiteTest};
 
@@ -25,6 +25,7 @@ impl Store for SqliteStore {
             auth: Arc::new(SqliteAuthRepository::new(db.clone())),
             chat: Arc::new(SqliteChatRepository::new(db.clone())),
             social: Arc::new(SqliteSocialRepository::new(db.clone())),
+            outbox: Arc::new(SqliteOutbox::new(db.clone())),
             auction: Arc::new(SqliteAuctionRepository::new(db)),
         }
     }
