@@ -257,13 +257,23 @@ async fn lag_scales_up_within_bounds_and_down_after_cooldown() {
     );
 
     // A close within the lead time scales up ahead of it, with no lag at all.
+    // The terms (endsAt) are immutable: the close comes from the platform, as
+    // the reconciler mirrors it into status.
     let close = (chrono::Utc::now() + chrono::Duration::seconds(30)).to_rfc3339();
     auctions
         .patch(
             "clock",
             &PatchParams::default(),
-            &Patch::Merge(json!({"spec": {"endsAt": close,
+            &Patch::Merge(json!({"spec": {
             "capacity": {"preScaleLeadSeconds": 60, "preScaleReplicas": 2}}})),
+        )
+        .await
+        .unwrap();
+    auctions
+        .patch_status(
+            "clock",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"endsAt": close}})),
         )
         .await
         .unwrap();
