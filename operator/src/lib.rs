@@ -11,3 +11,4 @@ pub mod platform;
 pub mod reconcile;
 pub mod scaler;
 pub mod scaling;
+pub mod targets;
