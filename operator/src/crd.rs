@@ -4,14 +4,14 @@
 //! and the Helm chart's `crds/` are generated from these types.
 
 use chrono::{DateTime, Utc};
-use kube::CustomResource;
+use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// An auction on the platform and the capacity it needs.
 // Several `printcolumn(...)` lists repeat `type_ =`; clippy reads them as duplicates.
 #[allow(clippy::duplicated_attributes)]
-#[derive(CustomResource, Serialize, Deserialize, Debug, Clone, PartialEq, JsonSchema)]
+#[derive(CustomResource, Serialize, Deserialize, Debug, Clone, PartialEq, KubeSchema)]
 #[kube(
     group = "bowchat.io",
     version = "v1alpha1",
@@ -42,6 +42,11 @@ use serde::{Deserialize, Serialize};
         type_ = "date",
         json_path = ".metadata.creationTimestamp"
     )
+)]
+#[x_kube(
+    validation = Rule::new("!(has(self.endsAt) && has(self.durationSeconds))")
+        .message("give endsAt or durationSeconds, not both"),
+    validation = terms_immutable()
 )]
 #[serde(rename_all = "camelCase")]
 pub struct AuctionSpec {
@@ -90,6 +95,36 @@ pub struct AuctionSpec {
     pub capacity: CapacitySpec,
 }
 
+/// The auction's terms: what bidders agreed to. The platform never changes
+/// them after registration, so the API server refuses an edit instead of the
+/// spec silently disagreeing with the auction. `capacity`, `onDelete` and
+/// `seller` (a label) may change.
+pub const TERMS: [&str; 10] = [
+    "title",
+    "description",
+    "currency",
+    "startingPrice",
+    "increment",
+    "reservePrice",
+    "buyNowPrice",
+    "startsAt",
+    "endsAt",
+    "durationSeconds",
+];
+
+/// `self == oldSelf` for the terms only (optional ones may be absent on
+/// both sides, and adding or removing one is a change too).
+fn terms_immutable() -> kube::core::Rule {
+    let rule = TERMS
+        .iter()
+        .map(|f| format!("(has(self.{f}) == has(oldSelf.{f}) && (!has(self.{f}) || self.{f} == oldSelf.{f}))"))
+        .collect::<Vec<_>>()
+        .join(" && ");
+    kube::core::Rule::new(rule).message(
+        "the auction's terms are immutable after creation: only capacity, onDelete and seller may change",
+    )
+}
+
 fn default_currency() -> String {
     "USD".into()
 }
@@ -109,12 +144,23 @@ pub enum OnDelete {
 }
 
 /// How the auction role is sized while this auction is live.
-#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq, JsonSchema)]
-#[serde(rename_all = "camelCase", default)]
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq, KubeSchema)]
+#[x_kube(
+    validation = Rule::new("self.minReplicas <= self.maxReplicas")
+        .message("minReplicas must not be above maxReplicas"),
+    validation = Rule::new("!has(self.preScaleReplicas) || self.preScaleReplicas <= self.maxReplicas")
+        .message("preScaleReplicas must not be above maxReplicas")
+)]
+#[serde(rename_all = "camelCase", default = "CapacitySpec::default")]
 pub struct CapacitySpec {
     /// The auction role's Deployment (same namespace).
     #[schemars(length(min = 1, max = 253))]
     pub deployment: String,
+    /// The Deployment's Kafka consumer group on `auction-bid` (default: the
+    /// operator's `--auction-group`). The partition cap holds per group.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 249))]
+    pub consumer_group: Option<String>,
     #[schemars(range(min = 0, max = 1000))]
     pub min_replicas: u32,
     #[schemars(range(min = 1, max = 1000))]
@@ -145,6 +191,7 @@ impl Default for CapacitySpec {
     fn default() -> Self {
         Self {
             deployment: "bowchat-auction".into(),
+            consumer_group: None,
             min_replicas: 1,
             max_replicas: 4,
             lag_per_replica: 1000,
@@ -157,8 +204,13 @@ impl Default for CapacitySpec {
     }
 }
 
-/// The live state, written by the operator only.
-#[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq, JsonSchema)]
+/// The live state, written by the operator only: the reconciler (field
+/// manager `bowchat-operator`) owns the auction's fields and the conditions
+/// `Registered`, `Synced`, `PartitionsReady` and `Ready`; the scaler
+/// (`bowchat-operator-scaler`) owns `capacity`, `ScalingActive` and
+/// `ScalingLimited`. Both write by server-side apply, and `conditions` is a
+/// list map keyed by `type`, so neither removes the other's.
+#[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AuctionStatus {
     /// The platform's auction id once registered.
@@ -186,9 +238,39 @@ pub struct AuctionStatus {
     /// The `metadata.generation` this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// `Registered` and `Synced` (status matches the platform), `PartitionsReady`.
+    /// The scaler's last decision for this auction's Deployment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capacity: Option<CapacityStatus>,
+    /// `Registered`, `Synced` (status matches the platform), `PartitionsReady`,
+    /// `ScalingActive`, `ScalingLimited` and `Ready`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
     pub conditions: Vec<Condition>,
+}
+
+/// What the scaler decided for the Deployment and why (`status.capacity`).
+#[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CapacityStatus {
+    /// The replicas the scaler set (or kept).
+    pub desired_replicas: u32,
+    /// What the lag, bounds, pre-scale and partition cap ask, before the
+    /// cooldown and the stabilisation window.
+    pub recommended_replicas: u32,
+    /// The consumer group's lag on `auction-bid`; absent when Kafka could not be read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lag: Option<u64>,
+    /// `auction-bid` partitions the cap used; absent when never read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partitions: Option<u32>,
+    /// `LagUp`, `LagDown`, `PreScale`, `PartitionCap`, `MaxReplicas`,
+    /// `CoolingDown`, `LagUnknown` or `Unchanged`; `SharedConsumerGroup` or
+    /// `DeploymentNotFound` when the scaler does not scale the Deployment.
+    pub reason: String,
+    /// When the scaler last changed the Deployment's replicas; a new leader
+    /// resumes the cooldown from it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_scale_time: Option<DateTime<Utc>>,
 }
 
 /// A status condition in the shape Kubernetes tools expect
@@ -196,7 +278,8 @@ pub struct AuctionStatus {
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Condition {
-    /// `Registered`, `Synced` or `PartitionsReady`.
+    /// `Registered`, `Synced`, `PartitionsReady`, `ScalingActive`,
+    /// `ScalingLimited` or `Ready`.
     #[serde(rename = "type")]
     pub type_: String,
     /// `True`, `False` or `Unknown`.

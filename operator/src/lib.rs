@@ -3,6 +3,7 @@
 //! state, the `auction-bid` partition grower, the lag-based scaler of the
 //! auction role, leader election and metrics. `main.rs` wires them together.
 
+pub mod conditions;
 pub mod crd;
 pub mod leader;
 pub mod metrics;
@@ -10,3 +11,4 @@ pub mod platform;
 pub mod reconcile;
 pub mod scaler;
 pub mod scaling;
+pub mod targets;

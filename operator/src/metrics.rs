@@ -5,7 +5,9 @@ use std::sync::Arc;
 
 use axum::routing::get;
 use axum::Router;
-use prometheus::{Encoder, Histogram, HistogramOpts, IntCounter, IntGauge, Registry, TextEncoder};
+use prometheus::{
+    Encoder, Gauge, Histogram, HistogramOpts, IntCounter, IntGauge, Registry, TextEncoder,
+};
 
 pub struct Metrics {
     registry: Registry,
@@ -19,6 +21,8 @@ pub struct Metrics {
     bid_lag: IntGauge,
     bid_partitions: IntGauge,
     leader: IntGauge,
+    scaler_errors: IntCounter,
+    scaler_last_success: Gauge,
 }
 
 fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
@@ -48,7 +52,21 @@ impl Default for Metrics {
         registry
             .register(Box::new(reconcile_seconds.clone()))
             .expect("unique metric");
+        let scaler_last_success = Gauge::new(
+            "bowchat_operator_scaler_last_success_timestamp_seconds",
+            "When the scaler last finished a pass that read the lag and applied every decision",
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(scaler_last_success.clone()))
+            .expect("unique metric");
         Self {
+            scaler_errors: counter(
+                &registry,
+                "bowchat_operator_scaler_errors_total",
+                "Scaler steps that failed (Kafka look-ups, Kubernetes calls)",
+            ),
+            scaler_last_success,
             reconciles: counter(
                 &registry,
                 "bowchat_operator_reconciles_total",
@@ -125,6 +143,14 @@ impl Metrics {
     pub fn observe_lag(&self, lag: u64, partitions: u32) {
         self.bid_lag.set(lag.min(i64::MAX as u64) as i64);
         self.bid_partitions.set(i64::from(partitions));
+    }
+    pub fn scaler_error(&self) {
+        self.scaler_errors.inc();
+    }
+    /// A complete pass: every lag read, every decision applied.
+    pub fn scaler_succeeded(&self, at: chrono::DateTime<chrono::Utc>) {
+        self.scaler_last_success
+            .set(at.timestamp_millis() as f64 / 1000.0);
     }
     pub fn set_leader(&self, leader: bool) {
         self.leader.set(i64::from(leader));

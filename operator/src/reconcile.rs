@@ -17,7 +17,8 @@ use kube::{Client, Resource, ResourceExt};
 use serde_json::json;
 use tracing::{info, warn};
 
-use crate::crd::{Auction, AuctionStatus, Condition, OnDelete};
+use crate::conditions::{self, State};
+use crate::crd::{Auction, AuctionStatus, OnDelete};
 use crate::metrics::Metrics;
 use crate::platform::{AuctionView, Platform, PlatformError};
 use bowchat_kafka::KafkaAdmin;
@@ -182,100 +183,113 @@ pub fn create_body(auction: &Auction) -> Result<serde_json::Value, Error> {
     Ok(body)
 }
 
+/// What the partition step found (it runs beside the platform call, so a
+/// Kafka that does not answer delays nothing but itself).
+enum Partitions {
+    /// `capacity.partitions` not set, no Kafka configured, or already satisfied
+    /// for this generation.
+    Skipped,
+    /// (count before, count now)
+    Known(u32, u32),
+    Failed(bowchat_kafka::AdminError),
+}
+
+async fn partitions(auction: &Auction, ctx: &Context) -> Partitions {
+    let (Some(kafka), Some(wanted)) = (&ctx.kafka, auction.spec.capacity.partitions) else {
+        return Partitions::Skipped;
+    };
+    let status = auction.status.clone().unwrap_or_default();
+    let satisfied = status.observed_generation == auction.metadata.generation
+        && status.partitions.is_some_and(|p| p >= wanted)
+        && conditions::get(&status.conditions, conditions::PARTITIONS_READY)
+            .is_some_and(|c| c.status == "True");
+    if satisfied {
+        return Partitions::Skipped;
+    }
+    let topic = &ctx.config.bid_topic;
+    let current = match kafka.partitions(topic).await {
+        Ok(c) => c,
+        Err(e) => return Partitions::Failed(e),
+    };
+    if wanted > current {
+        if let Err(e) = kafka.grow_partitions(topic, wanted).await {
+            return Partitions::Failed(e);
+        }
+        return Partitions::Known(current, wanted);
+    }
+    Partitions::Known(current, current)
+}
+
 async fn apply(auction: &Auction, api: &Api<Auction>, ctx: &Context) -> Result<Action, Error> {
     let name = auction.name_any();
     let old = auction.status.clone().unwrap_or_default();
     let mut status = old.clone();
     status.observed_generation = auction.metadata.generation;
 
-    // Partitions first: growing while the auction is not yet taking bids is
-    // the safe moment for per-key order.
-    if let (Some(kafka), Some(wanted)) = (&ctx.kafka, auction.spec.capacity.partitions) {
-        let topic = &ctx.config.bid_topic;
-        let current = kafka.partitions(topic).await?;
-        if wanted > current {
-            kafka.grow_partitions(topic, wanted).await?;
-            ctx.metrics.partitions_grown();
-            ctx.event(
-                auction,
-                EventType::Normal,
-                "PartitionsGrown",
-                format!("{topic} grown from {current} to {wanted} partitions"),
-            )
-            .await;
-            status.partitions = Some(wanted);
-        } else {
-            status.partitions = Some(current);
-        }
-        let have = status.partitions.unwrap_or(0);
-        let ok = have >= wanted;
-        let message = format!("{topic} has {have} partitions, spec asks {wanted} (never shrunk)");
-        set_condition(
-            &mut status,
-            auction,
-            "PartitionsReady",
-            ok,
-            if ok { "Grown" } else { "Pending" },
-            &message,
-        );
-    }
-
-    let view = match old.auction_id {
-        Some(id) => ctx.platform.fetch(id).await,
-        None => {
-            let body = match create_body(auction) {
-                Ok(b) => b,
-                Err(e) => {
-                    return refused(auction, api, ctx, status, "InvalidSpec", e.to_string()).await
-                }
-            };
-            let registered = ctx.platform.register(&body).await;
-            if let Ok(v) = &registered {
-                ctx.metrics.registered();
-                info!(auction = %name, id = v.id, "registered");
-                ctx.event(
-                    auction,
-                    EventType::Normal,
-                    "Registered",
-                    format!("registered as platform auction {}", v.id),
-                )
-                .await;
+    let body = match old.auction_id {
+        Some(_) => None,
+        None => match create_body(auction) {
+            Ok(b) => Some(b),
+            Err(e) => {
+                return refused(auction, api, ctx, status, "InvalidSpec", e.to_string()).await
             }
-            registered
+        },
+    };
+    let platform = async {
+        match (old.auction_id, &body) {
+            (Some(id), _) => ctx.platform.fetch(id).await,
+            (None, Some(body)) => ctx.platform.register(body).await,
+            (None, None) => unreachable!("a body is built when there is no id"),
         }
     };
+    // Growing is safe while auctions are live (each is pinned to the count
+    // it was created with), so the two need not be ordered.
+    let (parts, view) = tokio::join!(partitions(auction, ctx), platform);
+    record_partitions(auction, ctx, &old, &mut status, parts).await;
+
+    if let (None, Ok(v)) = (old.auction_id, &view) {
+        ctx.metrics.registered();
+        info!(auction = %name, id = v.id, "registered");
+        ctx.event(
+            auction,
+            EventType::Normal,
+            "Registered",
+            format!("registered as platform auction {}", v.id),
+        )
+        .await;
+    }
     let view = match view {
         Ok(v) => v,
         Err(e) if e.is_permanent() => {
             return refused(auction, api, ctx, status, "Refused", e.to_string()).await
         }
         Err(e) => {
-            set_condition(
+            condition(
                 &mut status,
                 auction,
-                "Synced",
-                false,
+                conditions::SYNCED,
+                State::False,
                 "PlatformUnavailable",
                 &e.to_string(),
             );
-            write_status(api, &name, &old, &status).await?;
+            write_status(api, &name, &old, &mut status).await?;
             return Err(e.into());
         }
     };
     mirror(&mut status, &view);
-    set_condition(
+    condition(
         &mut status,
         auction,
-        "Registered",
-        true,
+        conditions::REGISTERED,
+        State::True,
         "Registered",
         &format!("platform auction {}", view.id),
     );
-    set_condition(
+    condition(
         &mut status,
         auction,
-        "Synced",
-        true,
+        conditions::SYNCED,
+        State::True,
         "Polled",
         "status mirrors the platform",
     );
@@ -292,13 +306,75 @@ async fn apply(auction: &Auction, api: &Api<Auction>, ctx: &Context) -> Result<A
         )
         .await;
     }
-    write_status(api, &name, &old, &status).await?;
+    write_status(api, &name, &old, &mut status).await?;
     let live = matches!(view.phase.as_str(), "scheduled" | "open");
     Ok(Action::requeue(if live {
         ctx.config.poll
     } else {
         ctx.config.idle_poll
     }))
+}
+
+/// `status.partitions`, `PartitionsReady` and the events of the partition step.
+async fn record_partitions(
+    auction: &Auction,
+    ctx: &Context,
+    old: &AuctionStatus,
+    status: &mut AuctionStatus,
+    parts: Partitions,
+) {
+    let topic = &ctx.config.bid_topic;
+    let wanted = auction.spec.capacity.partitions.unwrap_or(0);
+    match parts {
+        Partitions::Skipped => {}
+        Partitions::Known(before, now) => {
+            if now > before {
+                ctx.metrics.partitions_grown();
+                ctx.event(
+                    auction,
+                    EventType::Normal,
+                    "PartitionsGrown",
+                    format!("{topic} grown from {before} to {now} partitions"),
+                )
+                .await;
+            }
+            status.partitions = Some(now);
+            let ok = now >= wanted;
+            let message =
+                format!("{topic} has {now} partitions, spec asks {wanted} (never shrunk)");
+            condition(
+                status,
+                auction,
+                conditions::PARTITIONS_READY,
+                State::from(ok),
+                if ok { "Grown" } else { "Pending" },
+                &message,
+            );
+        }
+        Partitions::Failed(e) => {
+            // Not a reason to stop mirroring the auction: say so and go on.
+            let (state, reason) = match e {
+                bowchat_kafka::AdminError::UnknownTopic(_) => (State::False, "TopicNotFound"),
+                bowchat_kafka::AdminError::Shrink { .. } => (State::True, "Grown"),
+                bowchat_kafka::AdminError::Kafka(_) => (State::Unknown, "KafkaUnavailable"),
+            };
+            let message = format!("{topic}: {e}");
+            let was = conditions::get(&old.conditions, conditions::PARTITIONS_READY);
+            if was.is_none_or(|c| c.reason != reason) {
+                warn!(auction = %auction.name_any(), error = %e, "partition look-up failed");
+                ctx.event(auction, EventType::Warning, reason, message.clone())
+                    .await;
+            }
+            condition(
+                status,
+                auction,
+                conditions::PARTITIONS_READY,
+                state,
+                reason,
+                &message,
+            );
+        }
+    }
 }
 
 /// A spec the platform (or the operator) cannot accept: say so in status and
@@ -315,11 +391,11 @@ async fn refused(
     if status.auction_id.is_none() {
         status.phase = Some("Failed".into());
     }
-    let registered = status.auction_id.is_some();
-    set_condition(
+    let registered = State::from(status.auction_id.is_some());
+    condition(
         &mut status,
         auction,
-        "Registered",
+        conditions::REGISTERED,
         registered,
         reason,
         &message,
@@ -328,7 +404,7 @@ async fn refused(
         ctx.event(auction, EventType::Warning, reason, message.clone())
             .await;
     }
-    write_status(api, &auction.name_any(), &old, &status).await?;
+    write_status(api, &auction.name_any(), &old, &mut status).await?;
     Ok(Action::requeue(ctx.config.idle_poll))
 }
 
@@ -374,50 +450,62 @@ fn capitalise(s: &str) -> String {
         .unwrap_or_default()
 }
 
-/// Sets one condition; its transition time moves only when its status does.
-fn set_condition(
+/// Sets one of the reconciler's conditions for the resource's generation.
+fn condition(
     status: &mut AuctionStatus,
     auction: &Auction,
     type_: &str,
-    ok: bool,
+    state: State,
     reason: &str,
     message: &str,
 ) {
-    let value = if ok { "True" } else { "False" };
-    let generation = auction.metadata.generation;
-    if let Some(c) = status.conditions.iter_mut().find(|c| c.type_ == type_) {
-        if c.status != value {
-            c.last_transition_time = chrono::Utc::now();
-        }
-        c.status = value.into();
-        c.reason = reason.into();
-        c.message = message.into();
-        c.observed_generation = generation;
-        return;
-    }
-    status.conditions.push(Condition {
-        type_: type_.into(),
-        status: value.into(),
-        reason: reason.into(),
-        message: message.into(),
-        observed_generation: generation,
-        last_transition_time: chrono::Utc::now(),
-    });
+    let new = conditions::Set {
+        type_,
+        state,
+        reason,
+        message,
+    };
+    conditions::set(
+        &mut status.conditions,
+        new,
+        auction.metadata.generation,
+        chrono::Utc::now(),
+    );
 }
 
-/// Writes the status subresource when it changed (a no-op write would wake
-/// every watcher).
+/// Derives `Ready` and writes the reconciler's part of the status by
+/// server-side apply (field manager `bowchat-operator`), when it changed: a
+/// no-op write would wake every watcher, and the scaler's part (`capacity`,
+/// `ScalingActive`, `ScalingLimited`) is left to the scaler.
 async fn write_status(
     api: &Api<Auction>,
     name: &str,
     old: &AuctionStatus,
-    new: &AuctionStatus,
+    new: &mut AuctionStatus,
 ) -> Result<(), Error> {
-    if old == new {
+    let (state, reason, message) = conditions::ready(&new.conditions);
+    let generation = new.observed_generation;
+    conditions::set(
+        &mut new.conditions,
+        conditions::Set {
+            type_: conditions::READY,
+            state,
+            reason,
+            message: &message,
+        },
+        generation,
+        chrono::Utc::now(),
+    );
+    let part = conditions::reconciler_part(new);
+    if conditions::reconciler_part(old) == part {
         return Ok(());
     }
-    let patch = json!({"status": new});
-    api.patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
-        .await?;
+    let patch = json!({"apiVersion": "bowchat.io/v1alpha1", "kind": "Auction", "status": part});
+    api.patch_status(
+        name,
+        &PatchParams::apply(MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await?;
     Ok(())
 }

@@ -1,29 +1,40 @@
-//! The lag scaler: every interval it lists the live `Auction`s, merges the
-//! capacity policies of those that share a Deployment, reads the auction
-//! role's lag on `auction-bid`, asks `scaling::decide` and patches the
-//! Deployment's scale subresource when the answer differs.
+//! The lag scaler: every interval it lists the `Auction`s, groups the
+//! Deployments they name by consumer group (`targets`), reads each group's
+//! lag on `auction-bid`, asks `scaling::decide` for the first Deployment of
+//! each group, applies the answer to its scale subresource and reports the
+//! decision in every Auction's `status.capacity` and conditions.
+//!
+//! Kafka being down does not stop it: without lag the minimum and the
+//! pre-scale still apply (nothing is scaled down), and `ScalingActive=False`
+//! says why. A new leader resumes each Deployment's cooldown from
+//! `status.capacity.lastScaleTime`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::{Api, ListParams, Patch, PatchParams};
-use kube::{Client, ResourceExt};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::{Client, Resource, ResourceExt};
 use serde_json::json;
 use tracing::{info, warn};
 
-use crate::crd::Auction;
+use crate::conditions::{self, State};
+use crate::crd::{Auction, CapacityStatus};
 use crate::metrics::Metrics;
 use crate::reconcile::Error;
-use crate::scaling::{decide, Decision, Observation, Policy, Reason, ScalerState};
+use crate::scaling::{decide, Decision, Observation, Reason, ScalerState};
+use crate::targets::{by_group, merge, Key, Target};
 use bowchat_kafka::KafkaAdmin;
 
 #[derive(Debug, Clone)]
 pub struct ScalerConfig {
     pub interval: Duration,
-    /// Logical bid topic and the auction role's consumer group.
+    /// Logical bid topic.
     pub bid_topic: String,
+    /// The auction role's consumer group, for Auctions that name none.
     pub group: String,
     /// Only these namespaces (None: all).
     pub namespace: Option<String>,
@@ -40,60 +51,13 @@ impl Default for ScalerConfig {
     }
 }
 
-pub struct Scaler {
-    client: Client,
-    kafka: Arc<KafkaAdmin>,
-    config: ScalerConfig,
-    metrics: Arc<Metrics>,
-    states: HashMap<(String, String), ScalerState>,
-}
-
-/// The policies of several auctions on one Deployment, merged so that none of
-/// them is under-served: the highest bounds, the smallest lag per replica,
-/// the longest cooldown and window, and the earliest close.
-pub fn merge(auctions: &[&Auction], now: i64) -> (Policy, Option<i64>) {
-    let mut policy: Option<Policy> = None;
-    let mut next_close: Option<i64> = None;
-    for a in auctions {
-        let c = &a.spec.capacity;
-        let p = Policy {
-            min_replicas: c.min_replicas,
-            max_replicas: c.max_replicas,
-            lag_per_replica: c.lag_per_replica,
-            pre_scale_lead_ms: millis(c.pre_scale_lead_seconds),
-            pre_scale_replicas: c.pre_scale_replicas.unwrap_or(c.max_replicas),
-            cooldown_ms: millis(c.cooldown_seconds),
-            stabilization_ms: millis(c.stabilization_seconds),
-        };
-        policy = Some(match policy {
-            None => p,
-            Some(q) => Policy {
-                min_replicas: q.min_replicas.max(p.min_replicas),
-                max_replicas: q.max_replicas.max(p.max_replicas),
-                lag_per_replica: q.lag_per_replica.min(p.lag_per_replica),
-                pre_scale_lead_ms: q.pre_scale_lead_ms.max(p.pre_scale_lead_ms),
-                pre_scale_replicas: q.pre_scale_replicas.max(p.pre_scale_replicas),
-                cooldown_ms: q.cooldown_ms.max(p.cooldown_ms),
-                stabilization_ms: q.stabilization_ms.max(p.stabilization_ms),
-            },
-        });
-        let close = a
-            .status
-            .as_ref()
-            .and_then(|s| s.ends_at)
-            .or(a.spec.ends_at)
-            .map(|t| t.timestamp_millis())
-            .filter(|t| *t > now);
-        next_close = match (next_close, close) {
-            (Some(x), Some(y)) => Some(x.min(y)),
-            (x, y) => x.or(y),
-        };
-    }
-    (policy.expect("at least one auction"), next_close)
-}
-
 /// The field manager the operator writes `spec.replicas` with.
 pub const FIELD_MANAGER: &str = "bowchat-operator";
+
+/// The field manager of the scaler's part of an Auction's status
+/// (`capacity`, `ScalingActive`, `ScalingLimited`); the reconciler applies
+/// the rest as `bowchat-operator`.
+pub const STATUS_MANAGER: &str = "bowchat-operator-scaler";
 
 /// Sets the Deployment's replicas by server-side apply on its scale
 /// subresource, so the operator owns `spec.replicas` (the chart leaves it
@@ -119,19 +83,22 @@ pub async fn apply_replicas(
         .map(|_| ())
 }
 
-/// Seconds as milliseconds, saturating: the API server bounds these fields
-/// (a week), but an object stored before that bound must not overflow here.
-fn millis(seconds: u64) -> i64 {
-    i64::try_from(seconds.saturating_mul(1000)).unwrap_or(i64::MAX)
+/// What the scaler reports on every Auction of one Deployment.
+struct Report {
+    capacity: CapacityStatus,
+    active: (State, &'static str, String),
+    limited: (State, &'static str, String),
 }
 
-/// Whether an auction still needs capacity (not closed, cancelled or failed).
-fn live(a: &Auction) -> bool {
-    a.metadata.deletion_timestamp.is_none()
-        && !matches!(
-            a.status.as_ref().and_then(|s| s.phase.as_deref()),
-            Some("Closed" | "Cancelled" | "Failed")
-        )
+pub struct Scaler {
+    client: Client,
+    kafka: Arc<KafkaAdmin>,
+    config: ScalerConfig,
+    metrics: Arc<Metrics>,
+    recorder: Recorder,
+    states: HashMap<Key, ScalerState>,
+    /// The partition count last read (a lower bound: partitions only grow).
+    partitions: Option<u32>,
 }
 
 impl Scaler {
@@ -141,13 +108,24 @@ impl Scaler {
         config: ScalerConfig,
         metrics: Arc<Metrics>,
     ) -> Self {
+        let reporter = Reporter {
+            controller: FIELD_MANAGER.into(),
+            instance: std::env::var("POD_NAME").ok(),
+        };
         Self {
+            recorder: Recorder::new(client.clone(), reporter),
             client,
             kafka,
             config,
             metrics,
             states: HashMap::new(),
+            partitions: None,
         }
+    }
+
+    /// When this scaler last changed (or resumed the change of) a Deployment.
+    pub fn last_change(&self, key: &Key) -> Option<i64> {
+        self.states.get(key).and_then(ScalerState::last_change)
     }
 
     pub async fn run(mut self) {
@@ -159,79 +137,328 @@ impl Scaler {
         }
     }
 
-    /// One pass over all targets; returns what was decided per (namespace, deployment).
-    pub async fn pass(&mut self) -> Result<BTreeMap<(String, String), Decision>, Error> {
+    /// One pass over all targets; returns what was decided for each
+    /// Deployment it scaled (the first of each consumer group).
+    pub async fn pass(&mut self) -> Result<BTreeMap<Key, Decision>, Error> {
         let api: Api<Auction> = match &self.config.namespace {
             Some(ns) => Api::namespaced(self.client.clone(), ns),
             None => Api::all(self.client.clone()),
         };
-        let auctions = api.list(&ListParams::default()).await?.items;
-        let mut targets: BTreeMap<(String, String), Vec<&Auction>> = BTreeMap::new();
-        for a in auctions.iter().filter(|a| live(a)) {
-            let key = (
-                a.namespace().unwrap_or_default(),
-                a.spec.capacity.deployment.clone(),
-            );
-            targets.entry(key).or_default().push(a);
-        }
-        let lag: u64 = self
-            .kafka
-            .consumer_lag(&self.config.group, &self.config.bid_topic)
-            .await?
-            .iter()
-            .map(|p| p.lag)
-            .sum();
-        let partitions = self.kafka.partitions(&self.config.bid_topic).await?;
-        self.metrics.observe_lag(lag, partitions);
-        let now = chrono::Utc::now().timestamp_millis();
-        let mut decided = BTreeMap::new();
-        for ((ns, name), group) in targets {
-            let deployments: Api<Deployment> = Api::namespaced(self.client.clone(), &ns);
-            let Some(deployment) = deployments.get_opt(&name).await? else {
-                warn!(namespace = %ns, deployment = %name, "auction role Deployment not found");
-                continue;
-            };
-            let current = deployment
-                .spec
-                .as_ref()
-                .and_then(|s| s.replicas)
-                .unwrap_or(1)
-                .max(0) as u32;
-            let (policy, next_close) = merge(&group, now);
-            // Every target has a live auction: the others are filtered out.
-            let obs = Observation {
-                now,
-                lag,
-                partitions,
-                current,
-                next_close,
-                live: true,
-            };
-            let state = self.states.entry((ns.clone(), name.clone())).or_default();
-            let decision = decide(&policy, &obs, state);
-            if decision.replicas != current {
-                apply_replicas(&deployments, &name, decision.replicas).await?;
-                self.metrics.scaled(decision.replicas);
-                info!(namespace = %ns, deployment = %name, from = current, to = decision.replicas, lag, partitions, reason = ?decision.reason, "scaled");
-            } else if decision.reason == Reason::CoolingDown {
-                info!(namespace = %ns, deployment = %name, replicas = current, recommended = decision.recommended, "cooling down");
+        let auctions = match api.list(&ListParams::default()).await {
+            Ok(list) => list.items,
+            Err(e) => {
+                self.metrics.scaler_error();
+                return Err(e.into());
             }
-            self.metrics.desired(decision.replicas);
-            decided.insert((ns, name), decision);
+        };
+        let groups = by_group(&auctions, &self.config.group);
+        let mut complete = true;
+        let topic = self.config.bid_topic.clone();
+        if !groups.is_empty() {
+            match self.kafka.partitions(&topic).await {
+                Ok(p) => self.partitions = Some(p.max(self.partitions.unwrap_or(0))),
+                Err(e) => {
+                    complete = false;
+                    self.metrics.scaler_error();
+                    warn!(error = %e, topic, "partition count not read; using the last one seen");
+                }
+            }
+        }
+        let now = Utc::now();
+        let mut decided = BTreeMap::new();
+        for (group, targets) in groups {
+            let lag = match self.kafka.consumer_lag(&group, &topic).await {
+                Ok(parts) => Some(parts.iter().map(|p| p.lag).sum::<u64>()),
+                Err(e) => {
+                    complete = false;
+                    self.metrics.scaler_error();
+                    warn!(error = %e, group, "lag not read: minimum and pre-scale only");
+                    None
+                }
+            };
+            if let (Some(lag), Some(p)) = (lag, self.partitions) {
+                self.metrics.observe_lag(lag, p);
+            }
+            match self
+                .scale_group(&group, &targets, lag, now, &mut decided)
+                .await
+            {
+                Ok(()) => {}
+                Err(e) => {
+                    complete = false;
+                    self.metrics.scaler_error();
+                    warn!(error = %e, group, "scaling a consumer group failed");
+                }
+            }
+        }
+        if complete {
+            self.metrics.scaler_succeeded(now);
         }
         Ok(decided)
     }
+
+    async fn scale_group(
+        &mut self,
+        group: &str,
+        targets: &[Target<'_>],
+        lag: Option<u64>,
+        now: DateTime<Utc>,
+        decided: &mut BTreeMap<Key, Decision>,
+    ) -> Result<(), Error> {
+        let mut current: Vec<Option<u32>> = Vec::with_capacity(targets.len());
+        for t in targets {
+            let deployments: Api<Deployment> = Api::namespaced(self.client.clone(), &t.key.0);
+            current.push(
+                deployments
+                    .get_opt(&t.key.1)
+                    .await?
+                    .map(|d| d.spec.and_then(|s| s.replicas).unwrap_or(1).max(0) as u32),
+            );
+        }
+        // The first Deployment that exists is scaled; the others share its partitions.
+        let primary = current.iter().position(Option::is_some);
+        let live = targets.iter().any(Target::live);
+        for (i, (t, cur)) in targets.iter().zip(&current).enumerate() {
+            let (ns, name) = &t.key;
+            let Some(cur) = *cur else {
+                warn!(namespace = %ns, deployment = %name, "auction role Deployment not found");
+                let report = Report {
+                    capacity: CapacityStatus {
+                        reason: "DeploymentNotFound".into(),
+                        lag,
+                        partitions: self.partitions,
+                        ..CapacityStatus::default()
+                    },
+                    active: (
+                        State::False,
+                        "DeploymentNotFound",
+                        format!("Deployment {ns}/{name} not found"),
+                    ),
+                    limited: not_scaled(),
+                };
+                self.report(t, report).await?;
+                continue;
+            };
+            if Some(i) != primary {
+                let (pns, pname) = &targets[primary.expect("a primary when one exists")].key;
+                let message = format!(
+                    "consumer group {group} is scaled through Deployment {pns}/{pname}; \
+                     {ns}/{name} shares its partitions and is not scaled"
+                );
+                let last = t
+                    .auctions
+                    .iter()
+                    .filter_map(|a| a.status.as_ref()?.capacity.as_ref()?.last_scale_time)
+                    .max();
+                let report = Report {
+                    capacity: CapacityStatus {
+                        desired_replicas: cur,
+                        recommended_replicas: cur,
+                        lag,
+                        partitions: self.partitions,
+                        reason: "SharedConsumerGroup".into(),
+                        last_scale_time: last,
+                    },
+                    active: (State::False, "SharedConsumerGroup", message),
+                    limited: not_scaled(),
+                };
+                self.report(t, report).await?;
+                continue;
+            }
+            let shared: u32 = current
+                .iter()
+                .enumerate()
+                .filter(|(j, _)| *j != i)
+                .filter_map(|(_, c)| *c)
+                .sum();
+            let (policy, next_close) = merge(&t.auctions, now.timestamp_millis());
+            let obs = Observation {
+                now: now.timestamp_millis(),
+                lag,
+                partitions: self.partitions,
+                shared,
+                current: cur,
+                next_close,
+                live,
+            };
+            let state = self
+                .states
+                .entry(t.key.clone())
+                .or_insert_with(|| resume(&t.auctions));
+            let decision = decide(&policy, &obs, state);
+            let last_change = state.last_change();
+            if decision.replicas != cur {
+                let deployments: Api<Deployment> = Api::namespaced(self.client.clone(), ns);
+                apply_replicas(&deployments, name, decision.replicas).await?;
+                self.metrics.scaled(decision.replicas);
+                info!(namespace = %ns, deployment = %name, group, from = cur, to = decision.replicas, ?lag, partitions = ?self.partitions, shared, reason = decision.reason.as_str(), "scaled");
+            } else if decision.reason == Reason::CoolingDown {
+                info!(namespace = %ns, deployment = %name, replicas = cur, recommended = decision.recommended, "cooling down");
+            }
+            self.metrics.desired(decision.replicas);
+            decided.insert(t.key.clone(), decision);
+            let report = self.report_for(group, &decision, lag, last_change, shared, &policy);
+            self.report(t, report).await?;
+        }
+        Ok(())
+    }
+
+    fn report_for(
+        &self,
+        group: &str,
+        d: &Decision,
+        lag: Option<u64>,
+        last_change: Option<i64>,
+        shared: u32,
+        policy: &crate::scaling::Policy,
+    ) -> Report {
+        let active = match lag {
+            Some(lag) => (
+                State::True,
+                "LagRead",
+                format!("replicas follow the lag of consumer group {group} ({lag} records)"),
+            ),
+            None => (
+                State::False,
+                "KafkaUnavailable",
+                format!(
+                    "the lag of consumer group {group} could not be read: the minimum and the \
+                     pre-scale still apply, nothing is scaled down"
+                ),
+            ),
+        };
+        let limited = match d.limited {
+            Some(limit) => (
+                State::True,
+                limit.as_str(),
+                match limit {
+                    crate::scaling::Limit::PartitionCap => format!(
+                        "wanted more than the {} partitions left to this Deployment ({:?} in all, {shared} held by other Deployments of the group)",
+                        self.partitions.unwrap_or(0).saturating_sub(shared),
+                        self.partitions
+                    ),
+                    crate::scaling::Limit::MaxReplicas => {
+                        format!("wanted more than maxReplicas {}", policy.max_replicas)
+                    }
+                },
+            ),
+            None => (State::False, "WithinBounds", "the recommendation is within the bounds".into()),
+        };
+        Report {
+            capacity: CapacityStatus {
+                desired_replicas: d.replicas,
+                recommended_replicas: d.recommended,
+                lag,
+                partitions: self.partitions,
+                reason: d.reason.as_str().into(),
+                last_scale_time: last_change.and_then(DateTime::from_timestamp_millis),
+            },
+            active,
+            limited,
+        }
+    }
+
+    /// Applies the scaler's part of the status on every Auction of the
+    /// target that does not show it already; a Warning event when
+    /// `ScalingActive` turns False for a new reason.
+    async fn report(&self, target: &Target<'_>, report: Report) -> Result<(), Error> {
+        let api: Api<Auction> = Api::namespaced(self.client.clone(), &target.key.0);
+        for auction in &target.auctions {
+            let old = auction.status.clone().unwrap_or_default();
+            let mut mine: Vec<_> = old
+                .conditions
+                .iter()
+                .filter(|c| conditions::SCALER.contains(&c.type_.as_str()))
+                .cloned()
+                .collect();
+            let before = mine.clone();
+            let generation = auction.metadata.generation;
+            let (state, reason, message) = &report.active;
+            let set = |conds: &mut Vec<_>, type_, state, reason, message: &str| {
+                conditions::set(
+                    conds,
+                    conditions::Set {
+                        type_,
+                        state,
+                        reason,
+                        message,
+                    },
+                    generation,
+                    Utc::now(),
+                )
+            };
+            set(
+                &mut mine,
+                conditions::SCALING_ACTIVE,
+                *state,
+                reason,
+                message,
+            );
+            let (l_state, l_reason, l_message) = &report.limited;
+            set(
+                &mut mine,
+                conditions::SCALING_LIMITED,
+                *l_state,
+                l_reason,
+                l_message,
+            );
+            let was = conditions::get(&before, conditions::SCALING_ACTIVE);
+            if *state == State::False && was.is_none_or(|c| c.reason != *reason) {
+                self.event(auction, reason, message.clone()).await;
+            }
+            if before == mine && old.capacity.as_ref() == Some(&report.capacity) {
+                continue;
+            }
+            let patch = json!({
+                "apiVersion": "bowchat.io/v1alpha1", "kind": "Auction",
+                "status": {"capacity": report.capacity, "conditions": mine},
+            });
+            api.patch_status(
+                &auction.name_any(),
+                &PatchParams::apply(STATUS_MANAGER).force(),
+                &Patch::Apply(&patch),
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    async fn event(&self, auction: &Auction, reason: &str, note: String) {
+        let event = Event {
+            type_: EventType::Warning,
+            reason: reason.into(),
+            note: Some(note),
+            action: "Scale".into(),
+            secondary: None,
+        };
+        if let Err(e) = self
+            .recorder
+            .publish(&event, &auction.object_ref(&()))
+            .await
+        {
+            warn!(error = %e, "event not published");
+        }
+    }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::millis;
+fn not_scaled() -> (State, &'static str, String) {
+    (
+        State::False,
+        "NotScaled",
+        "the scaler does not scale this Deployment".into(),
+    )
+}
 
-    #[test]
-    fn seconds_become_milliseconds_without_overflow() {
-        assert_eq!(millis(0), 0);
-        assert_eq!(millis(604_800), 604_800_000);
-        assert_eq!(millis(u64::MAX), i64::MAX);
-        assert_eq!(millis(u64::MAX / 1000), i64::MAX);
+/// A Deployment's history as the last leader left it in status: the latest
+/// `lastScaleTime` of its Auctions and the replicas set then.
+fn resume(auctions: &[&Auction]) -> ScalerState {
+    let last = auctions
+        .iter()
+        .filter_map(|a| a.status.as_ref()?.capacity.as_ref())
+        .filter_map(|c| Some((c.last_scale_time?, c.desired_replicas)))
+        .max();
+    match last {
+        Some((at, replicas)) => ScalerState::resume(Some(at.timestamp_millis()), replicas),
+        None => ScalerState::default(),
     }
 }

@@ -100,3 +100,106 @@ spec:
         "only the valid one is stored"
     );
 }
+
+#[test]
+fn conditions_are_a_list_map_keyed_by_type() {
+    let crd: serde_json::Value =
+        serde_yaml_ng::from_str(&bowchat_operator::crd::crd_yaml()).unwrap();
+    let conditions = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]
+        ["status"]["properties"]["conditions"];
+    assert_eq!(conditions["x-kubernetes-list-type"], "map");
+    assert_eq!(
+        conditions["x-kubernetes-list-map-keys"],
+        serde_json::json!(["type"])
+    );
+}
+
+/// Applies `yaml` in `ns`; returns (accepted, stderr).
+fn apply(ns: &str, yaml: &str) -> (bool, String) {
+    let (ok, _, err) = kubectl(&["-n", ns, "apply", "-f", "-"], Some(yaml));
+    (ok, err)
+}
+
+fn auction(name: &str, spec: &str) -> String {
+    format!(
+        "apiVersion: bowchat.io/v1alpha1\nkind: Auction\nmetadata: {{name: {name}}}\nspec: {spec}\n"
+    )
+}
+
+#[test]
+fn cel_rules_refuse_what_the_schema_cannot_express() {
+    install_crd();
+    let ns = Namespace::create("cel");
+    for (spec, message) in [
+        (
+            "{title: a, startingPrice: 1, capacity: {minReplicas: 3, maxReplicas: 2}}",
+            "spec.capacity: Invalid value: minReplicas must not be above maxReplicas",
+        ),
+        (
+            "{title: a, startingPrice: 1, capacity: {maxReplicas: 2, preScaleReplicas: 3}}",
+            "spec.capacity: Invalid value: preScaleReplicas must not be above maxReplicas",
+        ),
+        (
+            "{title: a, startingPrice: 1, endsAt: '2030-01-01T00:00:00Z', durationSeconds: 60}",
+            "spec: Invalid value: give endsAt or durationSeconds, not both",
+        ),
+    ] {
+        let (ok, err) = apply(&ns.name, &auction("bad", spec));
+        assert!(!ok, "{spec} must be refused");
+        assert!(err.contains(message), "missing {message:?} in: {err}");
+    }
+    // The defaults (min 1, max 4) pass the rules.
+    let (ok, err) = apply(
+        &ns.name,
+        &auction(
+            "lamp",
+            "{title: Lamp, startingPrice: 100, durationSeconds: 600}",
+        ),
+    );
+    assert!(ok, "{err}");
+
+    // The terms are immutable; capacity, onDelete and seller are not.
+    let immutable = "spec: Invalid value: the auction's terms are immutable after creation";
+    for spec in [
+        "{title: Lantern, startingPrice: 100, durationSeconds: 600}",
+        "{title: Lamp, startingPrice: 90, durationSeconds: 600}",
+        "{title: Lamp, startingPrice: 100, durationSeconds: 900}",
+        "{title: Lamp, startingPrice: 100, durationSeconds: 600, reservePrice: 500}",
+        "{title: Lamp, startingPrice: 100}",
+    ] {
+        let (ok, err) = apply(&ns.name, &auction("lamp", spec));
+        assert!(!ok, "{spec} must be refused");
+        assert!(err.contains(immutable), "missing {immutable:?} in: {err}");
+    }
+    let (ok, err) = apply(
+        &ns.name,
+        &auction(
+            "lamp",
+            "{title: Lamp, startingPrice: 100, durationSeconds: 600, seller: studio, onDelete: Keep, capacity: {maxReplicas: 8}}",
+        ),
+    );
+    assert!(ok, "capacity, onDelete and seller may change: {err}");
+
+    // Two conditions of one type: the list map refuses the duplicate.
+    let patch = r#"{"status": {"conditions": [
+        {"type": "Ready", "status": "True", "reason": "a", "message": "", "lastTransitionTime": "2024-01-01T00:00:00Z"},
+        {"type": "Ready", "status": "False", "reason": "b", "message": "", "lastTransitionTime": "2024-01-01T00:00:00Z"}]}}"#;
+    let (ok, _, err) = kubectl(
+        &[
+            "-n",
+            &ns.name,
+            "patch",
+            "auction/lamp",
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            patch,
+        ],
+        None,
+    );
+    assert!(!ok, "a duplicate condition type must be refused");
+    assert!(
+        err.contains("status.conditions[1]: Duplicate value"),
+        "{err}"
+    );
+}

@@ -6,41 +6,17 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bowchat_kafka::{KafkaAdmin, KafkaConfig};
 use bowchat_operator::crd::Auction;
 use bowchat_operator::metrics::Metrics;
 use bowchat_operator::platform::{Platform as Client, PlatformConfig};
 use bowchat_operator::reconcile::{self, Context, ReconcileConfig};
 use bowchat_operator::scaler::{Scaler, ScalerConfig};
 use bowchat_operator::scaling::Reason;
-use bowchat_testenv::TestEnv;
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::{Api, Patch, PatchParams};
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
-use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use serde_json::json;
-use support::{eventually, install_crd, Namespace, Platform};
-
-fn bootstrap() -> String {
-    TestEnv::require("BOWCHAT_TEST_KAFKA_BOOTSTRAP", "kafka")
-}
-
-/// An admin on a fresh prefix with `auction-bid` of `partitions`.
-async fn admin(partitions: u32) -> (Arc<KafkaAdmin>, String) {
-    let prefix = format!("op{}.", &uuid::Uuid::new_v4().simple().to_string()[..10]);
-    let admin = KafkaAdmin::new(KafkaConfig {
-        bootstrap: bootstrap(),
-        topic_prefix: prefix.clone(),
-        ..KafkaConfig::default()
-    })
-    .unwrap();
-    admin
-        .ensure_topics(&["auction-bid"], partitions, 1)
-        .await
-        .unwrap();
-    (Arc::new(admin), prefix)
-}
+use support::kafka::{admin, catch_up, deployment, lag, produce, replicas};
+use support::{eventually, install_crd, kubectl, Namespace, Platform};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn partitions_grow_to_the_spec_and_never_shrink() {
@@ -113,20 +89,6 @@ async fn partitions_grow_to_the_spec_and_never_shrink() {
     kafka.delete_topics(&["auction-bid"]).await.unwrap();
 }
 
-fn deployment(name: &str, replicas: i32) -> Deployment {
-    serde_json::from_value(json!({
-        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},
-        "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": name}},
-            "template": {"metadata": {"labels": {"app": name}},
-                "spec": {"containers": [{"name": "auction", "image": "bowchat:test"}]}}}
-    }))
-    .unwrap()
-}
-
-async fn replicas(api: &Api<Deployment>, name: &str) -> u32 {
-    api.get(name).await.unwrap().spec.unwrap().replicas.unwrap() as u32
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lag_scales_up_within_bounds_and_down_after_cooldown() {
     install_crd();
@@ -170,66 +132,56 @@ async fn lag_scales_up_within_bounds_and_down_after_cooldown() {
     assert_eq!(d.replicas, 1);
 
     // 25 records nobody consumed: ceil(25/10) = 3 replicas, within max 5 and 3 partitions.
-    let topic = format!("{prefix}auction-bid");
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap())
-        .create()
-        .unwrap();
-    for i in 0..25 {
-        producer
-            .send(
-                FutureRecord::to(&topic)
-                    .key(&format!("k{i}"))
-                    .payload("bid")
-                    .partition(i % 3),
-                Duration::from_secs(10),
-            )
-            .await
-            .unwrap();
-    }
+    produce(&prefix, 25, 3).await;
     let d = scaler.pass().await.unwrap()[&key];
     assert_eq!((d.replicas, d.reason), (3, Reason::LagUp));
     assert_eq!(replicas(&deployments, "bowchat-auction").await, 3);
 
-    // 80 more: the lag asks for 10, the maximum is 5 and the partitions 3.
-    for i in 0..80 {
-        producer
-            .send(
-                FutureRecord::<str, str>::to(&topic)
-                    .payload("bid")
-                    .partition(i % 3),
-                Duration::from_secs(10),
-            )
-            .await
-            .unwrap();
-    }
+    // 80 more: the lag asks for 11, the maximum is 5 and the partitions 3.
+    produce(&prefix, 80, 3).await;
     let d = scaler.pass().await.unwrap()[&key];
     assert_eq!(d.replicas, 3, "never above the partition count: {d:?}");
     assert_eq!(replicas(&deployments, "bowchat-auction").await, 3);
 
-    // The group catches up (commits the end of every partition).
-    let committer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap())
-        .set("group.id", group.as_str())
-        .create()
-        .unwrap();
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..3 {
-        let (_, high) = committer
-            .fetch_watermarks(&topic, p, Duration::from_secs(10))
-            .unwrap();
-        tpl.add_partition_offset(&topic, p, Offset::Offset(high))
-            .unwrap();
-    }
-    committer.commit(&tpl, CommitMode::Sync).unwrap();
-    let lag: u64 = kafka
-        .consumer_lag(&group, "auction-bid")
-        .await
-        .unwrap()
+    // `kubectl wait` sees the capped pass.
+    let (ok, out, err) = kubectl(
+        &[
+            "-n",
+            &ns.name,
+            "wait",
+            "--for=condition=ScalingLimited",
+            "--timeout=30s",
+            "auction/clock",
+        ],
+        None,
+    );
+    assert!(ok, "kubectl wait ScalingLimited: {out} {err}");
+    let s = auctions.get("clock").await.unwrap().status.unwrap();
+    let limited = s
+        .conditions
         .iter()
-        .map(|p| p.lag)
-        .sum();
-    assert_eq!(lag, 0);
+        .find(|c| c.type_ == "ScalingLimited")
+        .unwrap();
+    assert_eq!(
+        (limited.status.as_str(), limited.reason.as_str()),
+        ("True", "PartitionCap")
+    );
+    let capacity = s.capacity.expect("status.capacity");
+    assert_eq!(
+        (
+            capacity.desired_replicas,
+            capacity.recommended_replicas,
+            capacity.lag,
+            capacity.partitions,
+            capacity.reason.as_str()
+        ),
+        (3, 3, Some(105), Some(3), "PartitionCap")
+    );
+    assert!(capacity.last_scale_time.is_some());
+
+    // The group catches up (commits the end of every partition).
+    catch_up(&prefix, &group, 3);
+    assert_eq!(lag(&kafka, &group).await, 0);
 
     // Inside the cooldown it holds; after it, it falls to the minimum.
     let d = scaler.pass().await.unwrap()[&key];
@@ -248,22 +200,41 @@ async fn lag_scales_up_within_bounds_and_down_after_cooldown() {
     };
     assert_eq!(fell.reason, Reason::LagDown);
     assert_eq!(replicas(&deployments, "bowchat-auction").await, 1);
+    let rendered = metrics.render();
     assert!(
-        metrics
-            .render()
-            .contains("bowchat_operator_scale_changes_total 2"),
-        "{}",
-        metrics.render()
+        rendered.contains("bowchat_operator_scale_changes_total 2"),
+        "{rendered}"
     );
+    assert!(
+        rendered.contains("bowchat_operator_scaler_errors_total 0"),
+        "{rendered}"
+    );
+    let last_success: f64 = rendered
+        .lines()
+        .find_map(|l| l.strip_prefix("bowchat_operator_scaler_last_success_timestamp_seconds "))
+        .expect("the last-success gauge")
+        .parse()
+        .unwrap();
+    assert!(last_success > 1.6e9, "{rendered}");
 
     // A close within the lead time scales up ahead of it, with no lag at all.
+    // The terms (endsAt) are immutable: the close comes from the platform, as
+    // the reconciler mirrors it into status.
     let close = (chrono::Utc::now() + chrono::Duration::seconds(30)).to_rfc3339();
     auctions
         .patch(
             "clock",
             &PatchParams::default(),
-            &Patch::Merge(json!({"spec": {"endsAt": close,
+            &Patch::Merge(json!({"spec": {
             "capacity": {"preScaleLeadSeconds": 60, "preScaleReplicas": 2}}})),
+        )
+        .await
+        .unwrap();
+    auctions
+        .patch_status(
+            "clock",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"endsAt": close}})),
         )
         .await
         .unwrap();

@@ -262,3 +262,81 @@ async fn a_spec_the_platform_refuses_is_reported_not_retried_hot() {
     assert!(c.message.contains("INVALID_TERMS"), "{}", c.message);
     controller.abort();
 }
+
+/// Kafka down does not freeze auctions: with the admin on a closed loopback
+/// port, an Auction that asks for partitions still registers, opens and
+/// mirrors a bid, and says the partitions are unknown.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_down_does_not_freeze_an_auction() {
+    install_crd();
+    let ns = Namespace::create("nokafka");
+    let platform = Platform::start();
+    platform.user("operator", PASSWORD).await;
+    let (_, alice_token) = platform.user("alice", "alice password 1").await;
+    let client = support::client().await;
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        Client::new(PlatformConfig {
+            url: platform.url(),
+            email: "operator@test.bowchat".into(),
+            password: PASSWORD.into(),
+        }),
+        Some(support::kafka::dead_admin(1_000)),
+        ReconcileConfig {
+            poll: Duration::from_millis(300),
+            ..ReconcileConfig::default()
+        },
+        Arc::new(Metrics::default()),
+    ));
+    let controller = tokio::spawn(reconcile::run(ctx, Some(ns.name.clone())));
+    let api: Api<Auction> = Api::namespaced(client.clone(), &ns.name);
+    let auction: Auction = serde_json::from_value(json!({
+        "apiVersion": "bowchat.io/v1alpha1", "kind": "Auction", "metadata": {"name": "kite"},
+        "spec": {"title": "Kite", "startingPrice": 100, "durationSeconds": 600,
+                 "capacity": {"partitions": 6}}
+    }))
+    .unwrap();
+    api.create(&Default::default(), &auction).await.unwrap();
+    let s = eventually(20, "registered and open without Kafka", || async {
+        status_of(&api, "kite")
+            .await
+            .filter(|s| s.phase.as_deref() == Some("Open"))
+    })
+    .await;
+    let partitions = s
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "PartitionsReady")
+        .expect("PartitionsReady");
+    assert_eq!(
+        (partitions.status.as_str(), partitions.reason.as_str()),
+        ("Unknown", "KafkaUnavailable")
+    );
+    assert!(s
+        .conditions
+        .iter()
+        .any(|c| c.type_ == "Registered" && c.status == "True"));
+    assert!(
+        s.conditions
+            .iter()
+            .any(|c| c.type_ == "Ready" && c.status == "True"),
+        "unknown partitions do not make the auction unready: {:?}",
+        s.conditions
+    );
+    let id = s.auction_id.unwrap();
+    let (code, body) = platform
+        .post(
+            &format!("/api/auctions/{id}/bids"),
+            Some(&alice_token),
+            json!({"amount": 100}),
+        )
+        .await;
+    assert_eq!(code, 200, "{body}");
+    let bid_at = std::time::Instant::now();
+    eventually(10, "bidCount mirrored within 10 s", || async {
+        status_of(&api, "kite").await.filter(|s| s.bid_count == 1)
+    })
+    .await;
+    println!("bid mirrored {:?} after it, Kafka down", bid_at.elapsed());
+    controller.abort();
+}

@@ -3,6 +3,8 @@
 //! `bowchat` binary in embedded mode on port 0.
 #![allow(dead_code)]
 
+pub mod kafka;
+
 use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -168,6 +170,8 @@ impl Platform {
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(&dir)
             .env_remove("RUST_LOG")
+            // The platform reads every BOWCHAT_* variable as configuration.
+            .env_remove("BOWCHAT_BIN")
             .env("BOWCHAT_AUTH__ARGON2_MEMORY_KIB", "1024")
             .env("BOWCHAT_AUTH__ARGON2_ITERATIONS", "1")
             .stdout(Stdio::piped())
