@@ -103,6 +103,9 @@ export class Server {
       BOWCHAT_AUTH__ARGON2_ITERATIONS: '1',
       BOWCHAT_GATEWAY__USER_RATE_PER_SEC: '10000',
       BOWCHAT_GATEWAY__USER_RATE_BURST: '10000',
+      // Every test user comes from 127.0.0.1: per-IP auth throttles off.
+      BOWCHAT_AUTH__THROTTLE__IP__FREE_ATTEMPTS: '0',
+      BOWCHAT_AUTH__THROTTLE__REGISTER__FREE_ATTEMPTS: '0',
       ...this.extraEnv,
     };
     delete env.RUST_LOG;

@@ -2,6 +2,7 @@
 //! and an HTTP status, so the gateway maps it without knowing each variant.
 
 use crate::ports::AuthRepoError;
+use crate::throttle::{AttemptStoreError, ThrottleError, ThrottleScope};
 
 /// Why an auth operation failed. The `Display` text is safe to show a client:
 /// it never says whether an email exists or which check on a token failed
@@ -22,12 +23,21 @@ pub enum AuthError {
     TokenInvalid,
     #[error("the access token has expired")]
     TokenExpired,
+    /// The token's session was logged out or its refresh family revoked.
+    #[error("the session of this access token has ended; log in again")]
+    TokenRevoked,
     #[error("the refresh token is not valid")]
     RefreshInvalid,
     #[error("the refresh token has expired")]
     RefreshExpired,
     #[error("the refresh token was already used; the session has been revoked")]
     RefreshReused,
+    /// Too many login or registration attempts; retry after the delay.
+    #[error("too many attempts; retry in {retry_after_secs} s")]
+    Throttled {
+        scope: ThrottleScope,
+        retry_after_secs: u64,
+    },
     /// Storage or configuration trouble; the detail is for logs, the client
     /// should retry later.
     #[error("the auth service is unavailable: {0}")]
@@ -45,14 +55,17 @@ impl AuthError {
             AuthError::InvalidCredentials => "INVALID_CREDENTIALS",
             AuthError::TokenInvalid => "TOKEN_INVALID",
             AuthError::TokenExpired => "TOKEN_EXPIRED",
+            AuthError::TokenRevoked => "TOKEN_REVOKED",
             AuthError::RefreshInvalid => "REFRESH_INVALID",
             AuthError::RefreshExpired => "REFRESH_EXPIRED",
             AuthError::RefreshReused => "REFRESH_REUSED",
+            AuthError::Throttled { .. } => "TOO_MANY_ATTEMPTS",
             AuthError::Unavailable(_) => "UNAVAILABLE",
         }
     }
 
-    /// HTTP status: 400 bad input, 409 conflict, 401 credentials/tokens, 503 unavailable.
+    /// HTTP status: 400 bad input, 409 conflict, 401 credentials/tokens, 429
+    /// throttled, 503 unavailable.
     pub fn status(&self) -> u16 {
         match self {
             AuthError::InvalidEmail
@@ -62,11 +75,44 @@ impl AuthError {
             AuthError::InvalidCredentials
             | AuthError::TokenInvalid
             | AuthError::TokenExpired
+            | AuthError::TokenRevoked
             | AuthError::RefreshInvalid
             | AuthError::RefreshExpired
             | AuthError::RefreshReused => 401,
+            AuthError::Throttled { .. } => 429,
             AuthError::Unavailable(_) => 503,
         }
+    }
+
+    /// Seconds the client should wait before retrying (`Retry-After`).
+    pub fn retry_after_secs(&self) -> Option<u64> {
+        match self {
+            AuthError::Throttled {
+                retry_after_secs, ..
+            } => Some(*retry_after_secs),
+            _ => None,
+        }
+    }
+}
+
+impl From<ThrottleError> for AuthError {
+    fn from(e: ThrottleError) -> Self {
+        match e {
+            ThrottleError::Refused(r) => AuthError::Throttled {
+                scope: r.scope,
+                retry_after_secs: r.retry_after_secs,
+            },
+            ThrottleError::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<AttemptStoreError> for AuthError {
+    /// The counter did not answer: refuse (fail closed), so an outage of the
+    /// shared counter never lifts the throttle.
+    fn from(e: AttemptStoreError) -> Self {
+        tracing::error!(error = %e, "login throttle unavailable");
+        AuthError::Unavailable("cannot check the login throttle, retry later".to_string())
     }
 }
 
@@ -94,6 +140,15 @@ mod tests {
             (AuthError::InvalidCredentials, "INVALID_CREDENTIALS", 401),
             (AuthError::TokenInvalid, "TOKEN_INVALID", 401),
             (AuthError::TokenExpired, "TOKEN_EXPIRED", 401),
+            (AuthError::TokenRevoked, "TOKEN_REVOKED", 401),
+            (
+                AuthError::Throttled {
+                    scope: ThrottleScope::Ip,
+                    retry_after_secs: 3,
+                },
+                "TOO_MANY_ATTEMPTS",
+                429,
+            ),
             (AuthError::RefreshInvalid, "REFRESH_INVALID", 401),
             (AuthError::RefreshExpired, "REFRESH_EXPIRED", 401),
             (AuthError::RefreshReused, "REFRESH_REUSED", 401),

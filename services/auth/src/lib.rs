@@ -1,4 +1,5 @@
-//! Local authentication: argon2id passwords, JWT access tokens, rotating refresh tokens.
+//! Local authentication: argon2id passwords, JWT access tokens, rotating
+//! refresh tokens, the deny list of ended sessions and login throttling.
 //!
 //! [`AuthService`] is the entry point; storage sits behind
 //! [`ports::AuthRepository`] (SQLite adapter in `bowchat-store`, in-memory one
@@ -9,7 +10,9 @@ mod error;
 pub mod memory;
 pub mod password;
 pub mod ports;
+pub mod revocation;
 mod service;
+pub mod throttle;
 pub mod tokens;
 
 pub use error::AuthError;
@@ -17,5 +20,9 @@ pub use password::PasswordPolicy;
 pub use ports::{AuthRepoError, AuthRepository, RefreshRecord, User};
 pub use service::{
     default_display_name, normalize_display_name, normalize_email, AuthService, PublicUser, Session,
+};
+pub use throttle::{
+    AttemptStore, AttemptStoreError, Hit, LocalAttempts, Throttle, ThrottleConfig, ThrottleRule,
+    ThrottleScope,
 };
 pub use tokens::{AccessClaims, SigningKey, TokenConfig};

@@ -128,6 +128,7 @@ impl AuthRepository for InMemoryAuthRepository {
     async fn rotate_refresh(
         &self,
         old_hash: &str,
+        successor: &str,
         new: &RefreshRecord,
         now: Millis,
     ) -> Result<bool, AuthRepoError> {
@@ -138,6 +139,7 @@ impl AuthRepository for InMemoryAuthRepository {
         match state.refresh.get_mut(old_hash) {
             Some(old) if old.rotated_at.is_none() && old.revoked_at.is_none() => {
                 old.rotated_at = Some(now);
+                old.successor = Some(successor.to_string());
             }
             _ => return Ok(false),
         }
@@ -153,6 +155,20 @@ impl AuthRepository for InMemoryAuthRepository {
             }
         }
         Ok(())
+    }
+
+    async fn revoked_families(
+        &self,
+        since: Millis,
+    ) -> Result<Vec<(String, Millis)>, AuthRepoError> {
+        let mut latest: HashMap<String, Millis> = HashMap::new();
+        for record in self.lock()?.refresh.values() {
+            if let Some(at) = record.revoked_at.filter(|at| *at >= since) {
+                let entry = latest.entry(record.family.clone()).or_insert(at);
+                *entry = (*entry).max(at);
+            }
+        }
+        Ok(latest.into_iter().collect())
     }
 
     async fn revoke_token(&self, token_hash: &str, now: Millis) -> Result<(), AuthRepoError> {

@@ -41,6 +41,11 @@ pub struct RefreshRecord {
     /// Set when the token was exchanged for its successor.
     pub rotated_at: Option<Millis>,
     pub revoked_at: Option<Millis>,
+    /// The successor token, sealed under this token's own value (see
+    /// `tokens::seal_successor`): set at rotation, so a concurrent use of
+    /// this token within the grace window gets the same successor. Useless
+    /// without the token itself, which is never stored.
+    pub successor: Option<String>,
 }
 
 #[async_trait]
@@ -72,16 +77,23 @@ pub trait AuthRepository: Send + Sync + 'static {
 
     async fn insert_refresh(&self, record: &RefreshRecord) -> Result<(), AuthRepoError>;
     async fn refresh(&self, token_hash: &str) -> Result<Option<RefreshRecord>, AuthRepoError>;
-    /// Atomically marks `old_hash` rotated at `now` and inserts `new`, but only
-    /// when the old token is neither rotated nor revoked yet. Returns `false`
-    /// (and inserts nothing) otherwise, so of two concurrent uses only one wins.
+    /// Atomically marks `old_hash` rotated at `now` with its sealed
+    /// `successor` and inserts `new`, but only when the old token is neither
+    /// rotated nor revoked yet. Returns `false` (and inserts nothing)
+    /// otherwise, so of two concurrent uses only one wins.
     async fn rotate_refresh(
         &self,
         old_hash: &str,
+        successor: &str,
         new: &RefreshRecord,
         now: Millis,
     ) -> Result<bool, AuthRepoError>;
     /// Revokes every not yet revoked token of the family.
     async fn revoke_family(&self, family: &str, now: Millis) -> Result<(), AuthRepoError>;
+    /// Families revoked at or after `since` with the time of their
+    /// revocation (the deny list every gateway polls, so access tokens of a
+    /// revoked family stop working everywhere).
+    async fn revoked_families(&self, since: Millis)
+        -> Result<Vec<(String, Millis)>, AuthRepoError>;
     async fn revoke_token(&self, token_hash: &str, now: Millis) -> Result<(), AuthRepoError>;
 }

@@ -4,8 +4,17 @@
 //! Refresh tokens form families: a login starts one, every refresh rotates the
 //! presented token into a new one of the same family. Presenting a rotated
 //! token again means two parties hold the chain (one of them stole it), so the
-//! whole family is revoked and both must log in again.
+//! whole family is revoked and both must log in again, except inside a short
+//! grace window after the rotation: two tabs refreshing with the same token
+//! at once both get the same successor (sealed in the rotated record, see
+//! `tokens::seal_successor`), so neither is logged out.
+//!
+//! An access token names its family (`sid`). Ending a family (logout, reuse)
+//! puts it on the deny list (`revocation`), so its access tokens stop working
+//! at their next request or frame. Logins and registrations pass the
+//! `throttle` first.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use bowchat_model::{now_millis, Millis, UserId};
@@ -14,9 +23,11 @@ use tokio::sync::Semaphore;
 
 use crate::password::{hash_password, verify_password, PasswordPolicy};
 use crate::ports::{AuthRepoError, AuthRepository, RefreshRecord, User};
+use crate::revocation::Revocations;
+use crate::throttle::Throttle;
 use crate::tokens::{
-    decode_access, encode_access, hash_refresh_token, new_refresh_token, AccessClaims, SigningKey,
-    TokenConfig,
+    decode_access, encode_access, hash_refresh_token, new_refresh_token, seal_successor,
+    unseal_successor, AccessClaims, SigningKey, TokenConfig,
 };
 use crate::AuthError;
 
@@ -70,6 +81,10 @@ pub struct AuthService {
     /// Bounds concurrent argon2 runs: each takes `memory_kib` and a blocking
     /// thread, so a login flood must queue instead of exhausting memory.
     hash_slots: Arc<Semaphore>,
+    /// Login and registration attempts (per account, per IP).
+    throttle: Throttle,
+    /// Sessions ended before their access tokens expired.
+    revocations: Revocations,
 }
 
 impl AuthService {
@@ -104,14 +119,25 @@ impl AuthService {
             move || hash_password(&policy, &dummy_secret)
         })
         .await??;
-        Ok(AuthService {
+        let service = AuthService {
             repo,
             config,
             policy,
             key,
             dummy_hash,
             hash_slots,
-        })
+            throttle: Throttle::default(),
+            revocations: Revocations::default(),
+        };
+        // Sessions another process ended recently are denied from the start.
+        service.sync_revocations().await?;
+        Ok(service)
+    }
+
+    /// Replaces the default throttle (local counters, default rules).
+    pub fn with_throttle(mut self, throttle: Throttle) -> Self {
+        self.throttle = throttle;
+        self
     }
 
     pub fn config(&self) -> &TokenConfig {
@@ -126,6 +152,20 @@ impl AuthService {
         password: &str,
         display_name: Option<&str>,
     ) -> Result<Session, AuthError> {
+        self.register_from(email, password, display_name, None)
+            .await
+    }
+
+    /// [`Self::register`] for a client at `client`: registrations per IP
+    /// are throttled.
+    pub async fn register_from(
+        &self,
+        email: &str,
+        password: &str,
+        display_name: Option<&str>,
+        client: Option<IpAddr>,
+    ) -> Result<Session, AuthError> {
+        self.throttle.register(client).await?;
         let email = normalize_email(email)?;
         let display_name = match display_name {
             Some(name) => normalize_display_name(name)?,
@@ -150,11 +190,24 @@ impl AuthService {
     /// is not revealed: every failure is `InvalidCredentials` after one argon2
     /// verification.
     pub async fn login(&self, email: &str, password: &str) -> Result<Session, AuthError> {
+        self.login_from(email, password, None).await
+    }
+
+    /// [`Self::login`] for a client at `client`: attempts are throttled per
+    /// account and per IP, counted before the password is checked.
+    pub async fn login_from(
+        &self,
+        email: &str,
+        password: &str,
+        client: Option<IpAddr>,
+    ) -> Result<Session, AuthError> {
         // Malformed input says nothing about which accounts exist, so it may
         // fail fast; the length cap keeps argon2 input bounded.
         let Ok(email) = normalize_email(email) else {
+            self.throttle.login("", client).await?;
             return Err(AuthError::InvalidCredentials);
         };
+        self.throttle.login(&email, client).await?;
         if password.chars().count() > self.policy.max_len {
             return Err(AuthError::InvalidCredentials);
         }
@@ -169,7 +222,10 @@ impl AuthService {
             ok && has_hash
         };
         match user {
-            Some(user) if matches => self.open_session(&user).await,
+            Some(user) if matches => {
+                self.throttle.login_succeeded(&email, client).await;
+                self.open_session(&user).await
+            }
             _ => Err(AuthError::InvalidCredentials),
         }
     }
@@ -188,6 +244,9 @@ impl AuthService {
             .await?
             .ok_or(AuthError::RefreshInvalid)?;
         if record.rotated_at.is_some() {
+            if let Some(session) = self.successor_in_grace(refresh_token, &record, now).await? {
+                return Ok(session);
+            }
             return Err(self.reuse_detected(&record, now).await);
         }
         if record.revoked_at.is_some() {
@@ -197,21 +256,69 @@ impl AuthService {
             return Err(AuthError::RefreshExpired);
         }
         let Some(user) = self.repo.user(record.user_id).await? else {
-            self.repo.revoke_family(&record.family, now).await?;
+            self.end_family(&record.family, now).await?;
             return Err(AuthError::RefreshInvalid);
         };
         let (token, next) = self.new_refresh(user.id, record.family.clone(), now);
-        if !self.repo.rotate_refresh(&hash, &next, now).await? {
+        let sealed = seal_successor(refresh_token, &token);
+        if !self.repo.rotate_refresh(&hash, &sealed, &next, now).await? {
             // Another request rotated or revoked it between our read and our
-            // write: either way this use did not win.
+            // write: either way this use did not win, but a concurrent
+            // rotation inside the grace window hands out the same successor.
             return match self.repo.refresh(&hash).await? {
                 Some(current) if current.rotated_at.is_some() => {
-                    Err(self.reuse_detected(&current, now).await)
+                    match self
+                        .successor_in_grace(refresh_token, &current, now)
+                        .await?
+                    {
+                        Some(session) => Ok(session),
+                        None => Err(self.reuse_detected(&current, now).await),
+                    }
                 }
                 _ => Err(AuthError::RefreshInvalid),
             };
         }
-        self.session(&user, token)
+        self.session(&user, token, &record.family)
+    }
+
+    /// The session a concurrent refresh with the same token already got,
+    /// when `record` was rotated at most `refresh_reuse_grace_secs` ago and
+    /// its successor is still the live token of a live family; `None`
+    /// otherwise (the caller then treats the use as reuse).
+    async fn successor_in_grace(
+        &self,
+        token: &str,
+        record: &RefreshRecord,
+        now: Millis,
+    ) -> Result<Option<Session>, AuthError> {
+        let grace_ms = i64::try_from(self.config.refresh_reuse_grace_secs.saturating_mul(1000))
+            .unwrap_or(i64::MAX);
+        let (Some(rotated_at), Some(sealed)) = (record.rotated_at, record.successor.as_deref())
+        else {
+            return Ok(None);
+        };
+        if grace_ms == 0 || record.revoked_at.is_some() || now.saturating_sub(rotated_at) > grace_ms
+        {
+            return Ok(None);
+        }
+        let Some(successor) = unseal_successor(token, sealed) else {
+            return Ok(None);
+        };
+        let Some(next) = self.repo.refresh(&hash_refresh_token(&successor)).await? else {
+            return Ok(None);
+        };
+        let live = next.family == record.family
+            && next.rotated_at.is_none()
+            && next.revoked_at.is_none()
+            && next.expires_at > now;
+        if !live {
+            return Ok(None);
+        }
+        let Some(user) = self.repo.user(record.user_id).await? else {
+            return Ok(None);
+        };
+        tracing::debug!(user = user.id, family = %record.family, "concurrent refresh inside the grace window");
+        self.session(&user, successor, &record.family).map(Some)
     }
 
     /// Revokes the family of `refresh_token` (every device of that login
@@ -223,17 +330,59 @@ impl AuthService {
         }
         let hash = hash_refresh_token(refresh_token);
         if let Some(record) = self.repo.refresh(&hash).await? {
-            self.repo
-                .revoke_family(&record.family, now_millis())
-                .await?;
+            self.end_family(&record.family, now_millis()).await?;
         }
         Ok(())
     }
 
-    /// Verifies an access token (signature, `kid`, `alg`, `iss`, `aud`, `exp`).
-    /// Synchronous and cheap: call it on every request.
+    /// Verifies an access token (signature, `kid`, `alg`, `iss`, `aud`,
+    /// `exp`) and that its session has not ended. Synchronous and cheap:
+    /// call it on every request.
     pub fn verify_access(&self, token: &str) -> Result<AccessClaims, AuthError> {
-        decode_access(token, std::slice::from_ref(&self.key), &self.config)
+        let claims = decode_access(token, std::slice::from_ref(&self.key), &self.config)?;
+        if self.session_revoked(&claims.sid) {
+            return Err(AuthError::TokenRevoked);
+        }
+        Ok(claims)
+    }
+
+    /// Whether session `sid` (a refresh family) has been ended by a logout
+    /// or a revocation; checked again on every WebSocket frame.
+    pub fn session_revoked(&self, sid: &str) -> bool {
+        self.revocations.contains(sid, now_millis())
+    }
+
+    /// Reads the sessions other processes ended since the last call into
+    /// the deny list; returns how many revocations were read.
+    pub async fn sync_revocations(&self) -> Result<usize, AuthError> {
+        let started = now_millis();
+        let since = self
+            .revocations
+            .poll_from(started - self.token_lifetime_ms());
+        let ended = self.repo.revoked_families(since).await?;
+        for (family, at) in &ended {
+            self.revocations
+                .insert(family, at.saturating_add(self.token_lifetime_ms()), started);
+        }
+        self.revocations.polled_at(started);
+        Ok(ended.len())
+    }
+
+    /// How long after its issue an access token can still verify.
+    fn token_lifetime_ms(&self) -> Millis {
+        let secs = self
+            .config
+            .access_ttl_secs
+            .saturating_add(self.config.leeway_secs);
+        i64::try_from(secs.saturating_mul(1000)).unwrap_or(i64::MAX)
+    }
+
+    /// Revokes a family's refresh tokens and denies its access tokens.
+    async fn end_family(&self, family: &str, now: Millis) -> Result<(), AuthError> {
+        self.repo.revoke_family(family, now).await?;
+        self.revocations
+            .insert(family, now.saturating_add(self.token_lifetime_ms()), now);
+        Ok(())
     }
 
     /// Opens a session for a user another login method has identified (a
@@ -260,9 +409,9 @@ impl AuthService {
 
     async fn reuse_detected(&self, record: &RefreshRecord, now: Millis) -> AuthError {
         tracing::warn!(user = record.user_id, family = %record.family, "refresh token reuse; revoking the family");
-        match self.repo.revoke_family(&record.family, now).await {
+        match self.end_family(&record.family, now).await {
             Ok(()) => AuthError::RefreshReused,
-            Err(e) => e.into(),
+            Err(e) => e,
         }
     }
 
@@ -275,9 +424,9 @@ impl AuthService {
     /// Starts a new refresh family for `user` and returns the session.
     async fn open_session(&self, user: &User) -> Result<Session, AuthError> {
         let family = uuid::Uuid::new_v4().to_string();
-        let (token, record) = self.new_refresh(user.id, family, now_millis());
+        let (token, record) = self.new_refresh(user.id, family.clone(), now_millis());
         self.repo.insert_refresh(&record).await?;
-        self.session(user, token)
+        self.session(user, token, &family)
     }
 
     fn new_refresh(&self, user: UserId, family: String, now: Millis) -> (String, RefreshRecord) {
@@ -292,16 +441,18 @@ impl AuthService {
             expires_at: now.saturating_add(ttl_ms),
             rotated_at: None,
             revoked_at: None,
+            successor: None,
         };
         (token, record)
     }
 
-    fn session(&self, user: &User, refresh_token: String) -> Result<Session, AuthError> {
+    fn session(&self, user: &User, refresh_token: String, sid: &str) -> Result<Session, AuthError> {
         let claims = AccessClaims::new(
             user.id,
             &user.display_name,
             &self.config,
             now_millis() / 1000,
+            sid,
         );
         Ok(Session {
             access_token: encode_access(&claims, &self.key)?,

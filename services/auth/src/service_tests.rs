@@ -238,31 +238,217 @@ async fn reuse_revokes_the_whole_family() {
     assert!(auth.refresh(&other_device.refresh_token).await.is_ok());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn concurrent_use_of_one_token_has_one_winner() {
-    let auth = Arc::new(service().await);
-    let first = auth
-        .register("ada@example.com", "password123", None)
-        .await
-        .expect("register");
+/// Refreshes `token` from 8 tasks at once; the successful sessions.
+async fn refresh_concurrently(auth: &Arc<AuthService>, token: &str) -> Vec<Session> {
     let tasks: Vec<_> = (0..8)
         .map(|_| {
             let auth = auth.clone();
-            let token = first.refresh_token.clone();
+            let token = token.to_string();
             tokio::spawn(async move { auth.refresh(&token).await })
         })
         .collect();
-    let mut ok = 0;
+    let mut ok = Vec::new();
     for task in tasks {
         match task.await.expect("join") {
-            Ok(_) => ok += 1,
+            Ok(session) => ok.push(session),
             Err(e) => assert!(
                 matches!(e, AuthError::RefreshReused | AuthError::RefreshInvalid),
                 "{e:?}"
             ),
         }
     }
-    assert_eq!(ok, 1);
+    ok
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn without_grace_concurrent_use_of_one_token_has_one_winner() {
+    let config = TokenConfig {
+        refresh_reuse_grace_secs: 0,
+        ..TokenConfig::default()
+    };
+    let auth = Arc::new(service_with(config).await.0);
+    let first = auth
+        .register("ada@example.com", "password123", None)
+        .await
+        .expect("register");
+    assert_eq!(
+        refresh_concurrently(&auth, &first.refresh_token)
+            .await
+            .len(),
+        1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_refreshes_inside_the_grace_window_get_one_successor() {
+    let auth = Arc::new(service().await);
+    let first = auth
+        .register("ada@example.com", "password123", None)
+        .await
+        .expect("register");
+    let sessions = refresh_concurrently(&auth, &first.refresh_token).await;
+    assert_eq!(sessions.len(), 8, "every tab stays logged in");
+    let successor = &sessions[0].refresh_token;
+    assert!(sessions.iter().all(|s| &s.refresh_token == successor));
+    for session in &sessions {
+        assert!(auth.verify_access(&session.access_token).is_ok());
+    }
+    // The shared successor is live and rotates normally.
+    assert!(auth.refresh(successor).await.is_ok());
+}
+
+/// Stores `old` as rotated `age_ms` ago into a live `next` of one family.
+async fn rotated_pair(
+    repo: &InMemoryAuthRepository,
+    user: UserId,
+    age_ms: i64,
+) -> (String, String) {
+    let now = now_millis();
+    let (old, next) = (new_refresh_token(), new_refresh_token());
+    let record =
+        |token: &str, rotated_at: Option<Millis>, successor: Option<String>| RefreshRecord {
+            token_hash: hash_refresh_token(token),
+            family: "fam-1".into(),
+            user_id: user,
+            created_at: now - 60_000,
+            expires_at: now + 3_600_000,
+            rotated_at,
+            revoked_at: None,
+            successor,
+        };
+    repo.insert_refresh(&record(&next, None, None))
+        .await
+        .expect("next");
+    let sealed = seal_successor(&old, &next);
+    repo.insert_refresh(&record(&old, Some(now - age_ms), Some(sealed)))
+        .await
+        .expect("old");
+    (old, next)
+}
+
+#[tokio::test]
+async fn reuse_after_the_grace_window_still_revokes_the_family() {
+    let (auth, repo) = service_with(TokenConfig::default()).await;
+    let user = auth
+        .register("ada@example.com", "password123", None)
+        .await
+        .expect("register")
+        .user
+        .id;
+    // Rotated 1 s ago (window 10 s): the same successor comes back.
+    let (old, next) = rotated_pair(&repo, user, 1_000).await;
+    let again = auth.refresh(&old).await.expect("inside the window");
+    assert_eq!(again.refresh_token, next);
+
+    // Rotated 11 s ago: reuse, and the family is revoked.
+    let (old, next) = rotated_pair(&repo, user, 11_000).await;
+    assert_eq!(code(auth.refresh(&old).await), "REFRESH_REUSED");
+    assert_eq!(code(auth.refresh(&next).await), "REFRESH_INVALID");
+    assert!(auth.session_revoked("fam-1"));
+}
+
+#[tokio::test]
+async fn logout_and_reuse_end_the_access_tokens_of_their_family() {
+    let auth = service().await;
+    let a = auth
+        .register("ada@example.com", "password123", None)
+        .await
+        .expect("register");
+    let b = auth
+        .login("ada@example.com", "password123")
+        .await
+        .expect("login");
+    assert!(auth.verify_access(&a.access_token).is_ok());
+    auth.logout(&a.refresh_token).await.expect("logout");
+    assert_eq!(code(auth.verify_access(&a.access_token)), "TOKEN_REVOKED");
+    assert!(auth.verify_access(&b.access_token).is_ok(), "other session");
+
+    // Reuse detection ends the access tokens too.
+    let b2 = auth.refresh(&b.refresh_token).await.expect("refresh");
+    let b3 = auth.refresh(&b2.refresh_token).await.expect("refresh");
+    assert_eq!(code(auth.refresh(&b.refresh_token).await), "REFRESH_REUSED");
+    assert_eq!(code(auth.verify_access(&b3.access_token)), "TOKEN_REVOKED");
+}
+
+#[tokio::test]
+async fn another_process_learns_revocations_by_polling() {
+    let (a, repo) = service_with(TokenConfig::default()).await;
+    let session = a
+        .register("ada@example.com", "password123", None)
+        .await
+        .expect("register");
+    let b = AuthService::start(
+        repo.clone(),
+        TokenConfig::default(),
+        PasswordPolicy::fast_for_tests(),
+    )
+    .await
+    .expect("second process");
+    a.logout(&session.refresh_token).await.expect("logout");
+    assert!(
+        b.verify_access(&session.access_token).is_ok(),
+        "not polled yet"
+    );
+    assert_eq!(b.sync_revocations().await, Ok(1));
+    assert_eq!(
+        code(b.verify_access(&session.access_token)),
+        "TOKEN_REVOKED"
+    );
+    // A process started after the logout denies it from the start.
+    let c = AuthService::start(
+        repo,
+        TokenConfig::default(),
+        PasswordPolicy::fast_for_tests(),
+    )
+    .await
+    .expect("third process");
+    assert_eq!(
+        code(c.verify_access(&session.access_token)),
+        "TOKEN_REVOKED"
+    );
+}
+
+#[tokio::test]
+async fn wrong_passwords_are_throttled_per_account_with_backoff() {
+    let auth = service()
+        .await
+        .with_throttle(crate::throttle::Throttle::new(
+            crate::throttle::ThrottleConfig {
+                account: crate::throttle::ThrottleRule {
+                    free_attempts: 3,
+                    backoff_base_ms: 60_000,
+                    ..Default::default()
+                },
+                ..Default::default()
+            },
+            Arc::new(crate::throttle::LocalAttempts::default()),
+        ));
+    auth.register("ada@example.com", "password123", None)
+        .await
+        .expect("register");
+    let ip = Some("192.0.2.7".parse().unwrap());
+    for _ in 0..3 {
+        assert_eq!(
+            code(auth.login_from("ada@example.com", "wrong-pass", ip).await),
+            "INVALID_CREDENTIALS"
+        );
+    }
+    // Blocked now, even with the right password: guessing learns nothing.
+    let refused = auth
+        .login_from("ADA@example.com", "password123", ip)
+        .await
+        .expect_err("throttled");
+    assert_eq!(refused.code(), "TOO_MANY_ATTEMPTS");
+    assert_eq!(refused.status(), 429);
+    assert_eq!(refused.retry_after_secs(), Some(60));
+    // Another account is not affected.
+    auth.register("bob@example.com", "password123", None)
+        .await
+        .expect("register bob");
+    assert!(auth
+        .login_from("bob@example.com", "password123", ip)
+        .await
+        .is_ok());
 }
 
 #[tokio::test]

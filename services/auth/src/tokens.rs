@@ -28,6 +28,10 @@ pub struct TokenConfig {
     pub refresh_ttl_secs: u64,
     /// Clock skew tolerated when checking `exp` (and `iat`).
     pub leeway_secs: u64,
+    /// A rotated refresh token presented again within this many seconds of
+    /// its rotation gets the same successor instead of revoking the family
+    /// (two tabs refreshing at once); 0 turns the grace off.
+    pub refresh_reuse_grace_secs: u64,
 }
 
 impl Default for TokenConfig {
@@ -38,6 +42,7 @@ impl Default for TokenConfig {
             access_ttl_secs: 900,
             refresh_ttl_secs: 30 * 24 * 3600,
             leeway_secs: 5,
+            refresh_reuse_grace_secs: 10,
         }
     }
 }
@@ -84,13 +89,18 @@ pub struct AccessClaims {
     pub aud: String,
     pub iat: i64,
     pub exp: i64,
-    /// Unique token id (UUID), for logs and future deny-lists.
+    /// Unique token id (UUID), for logs.
     pub jti: String,
+    /// The session: the refresh family this token was issued for. Logout
+    /// and family revocation put it on the deny list, which ends the token
+    /// before its `exp`.
+    pub sid: String,
 }
 
 impl AccessClaims {
-    /// Claims for `user` issued at `now_secs`, valid for `config.access_ttl_secs`.
-    pub fn new(user: UserId, name: &str, config: &TokenConfig, now_secs: i64) -> Self {
+    /// Claims for `user` in session `sid` issued at `now_secs`, valid for
+    /// `config.access_ttl_secs`.
+    pub fn new(user: UserId, name: &str, config: &TokenConfig, now_secs: i64, sid: &str) -> Self {
         Self {
             sub: user,
             name: name.to_string(),
@@ -99,6 +109,7 @@ impl AccessClaims {
             iat: now_secs,
             exp: now_secs.saturating_add(secs_i64(config.access_ttl_secs)),
             jti: uuid::Uuid::new_v4().to_string(),
+            sid: sid.to_string(),
         }
     }
 }
@@ -172,6 +183,45 @@ pub fn decode_access(
     Ok(claims)
 }
 
+/// The key stream that seals `token`'s successor: only a holder of `token`
+/// can compute it.
+fn successor_pad(token: &str) -> [u8; 32] {
+    let mut hasher = Sha256::new();
+    hasher.update(b"bowchat refresh successor\0");
+    hasher.update(token.as_bytes());
+    hasher.finalize().into()
+}
+
+/// Seals `successor` (a refresh token) under `token`, the one it replaces:
+/// hex of the successor's 32 bytes XOR a pad derived from `token`. Each
+/// token is rotated once, so each pad seals one value (a one-time pad). A
+/// leaked database yields nothing without the rotated token itself, and a
+/// thief holding a rotated token gets the successor only through the auth
+/// service, inside the grace window.
+pub fn seal_successor(token: &str, successor: &str) -> String {
+    let pad = successor_pad(token);
+    let bytes = URL_SAFE_NO_PAD.decode(successor).unwrap_or_default();
+    hex::encode(
+        bytes
+            .iter()
+            .zip(pad.iter())
+            .map(|(b, p)| b ^ p)
+            .collect::<Vec<u8>>(),
+    )
+}
+
+/// The successor sealed by [`seal_successor`], or `None` when `sealed` is
+/// not a sealed token.
+pub fn unseal_successor(token: &str, sealed: &str) -> Option<String> {
+    let bytes = hex::decode(sealed).ok()?;
+    if bytes.len() != 32 {
+        return None;
+    }
+    let pad = successor_pad(token);
+    let plain: Vec<u8> = bytes.iter().zip(pad.iter()).map(|(b, p)| b ^ p).collect();
+    Some(URL_SAFE_NO_PAD.encode(plain))
+}
+
 /// A new opaque refresh token: 32 random bytes, base64url without padding.
 pub fn new_refresh_token() -> String {
     let mut bytes = [0u8; 32];
@@ -199,7 +249,7 @@ mod tests {
     fn setup() -> (SigningKey, TokenConfig, AccessClaims) {
         let key = SigningKey::generate();
         let config = TokenConfig::default();
-        let claims = AccessClaims::new(42, "Ada", &config, now());
+        let claims = AccessClaims::new(42, "Ada", &config, now(), "sid-1");
         (key, config, claims)
     }
 
@@ -338,8 +388,8 @@ mod tests {
             audience: "someone-else".into(),
             ..config.clone()
         };
-        let token =
-            encode_access(&AccessClaims::new(1, "a", &other_aud, now()), &key).expect("encode");
+        let token = encode_access(&AccessClaims::new(1, "a", &other_aud, now(), "sid-1"), &key)
+            .expect("encode");
         assert_eq!(
             decode_one(&token, &key, &config),
             Err(AuthError::TokenInvalid)
@@ -349,8 +399,8 @@ mod tests {
             issuer: "evil".into(),
             ..config.clone()
         };
-        let token =
-            encode_access(&AccessClaims::new(1, "a", &other_iss, now()), &key).expect("encode");
+        let token = encode_access(&AccessClaims::new(1, "a", &other_iss, now(), "sid-1"), &key)
+            .expect("encode");
         assert_eq!(
             decode_one(&token, &key, &config),
             Err(AuthError::TokenInvalid)
@@ -361,7 +411,7 @@ mod tests {
     fn expiry_is_checked_with_leeway() {
         let (key, config, _) = setup();
         // Expired 60 s ago: well past the 5 s leeway.
-        let old = AccessClaims::new(1, "a", &config, now() - 960);
+        let old = AccessClaims::new(1, "a", &config, now() - 960, "sid-1");
         let token = encode_access(&old, &key).expect("encode");
         assert_eq!(
             decode_one(&token, &key, &config),
@@ -369,7 +419,7 @@ mod tests {
         );
 
         // Expired 2 s ago: inside the leeway, still accepted.
-        let recent = AccessClaims::new(1, "a", &config, now() - 902);
+        let recent = AccessClaims::new(1, "a", &config, now() - 902, "sid-1");
         let token = encode_access(&recent, &key).expect("encode");
         assert!(decode_one(&token, &key, &config).is_ok());
     }
@@ -377,7 +427,7 @@ mod tests {
     #[test]
     fn issued_in_the_future_is_rejected() {
         let (key, config, _) = setup();
-        let future = AccessClaims::new(1, "a", &config, now() + 3600);
+        let future = AccessClaims::new(1, "a", &config, now() + 3600, "sid-1");
         let token = encode_access(&future, &key).expect("encode");
         assert_eq!(
             decode_one(&token, &key, &config),
@@ -424,7 +474,7 @@ mod tests {
         };
         // Sanity: the hand-built token is accepted when complete.
         assert!(decode_one(&sign(&full), &key, &config).is_ok());
-        for field in ["sub", "exp", "iat", "iss", "aud", "jti", "name"] {
+        for field in ["sub", "exp", "iat", "iss", "aud", "jti", "name", "sid"] {
             let mut payload = full.clone();
             payload.as_object_mut().expect("object").remove(field);
             assert_eq!(
@@ -456,6 +506,20 @@ mod tests {
             hash_refresh_token("abc"),
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
+    }
+
+    #[test]
+    fn a_sealed_successor_opens_only_with_its_predecessor() {
+        let old = new_refresh_token();
+        let next = new_refresh_token();
+        let sealed = seal_successor(&old, &next);
+        assert_eq!(sealed.len(), 64);
+        assert!(!sealed.contains(&hash_refresh_token(&next)));
+        assert_eq!(unseal_successor(&old, &sealed), Some(next.clone()));
+        let wrong = unseal_successor(&new_refresh_token(), &sealed).unwrap();
+        assert_ne!(wrong, next);
+        assert_eq!(unseal_successor(&old, "zz"), None);
+        assert_eq!(unseal_successor(&old, "abcd"), None);
     }
 
     #[test]

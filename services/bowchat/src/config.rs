@@ -88,6 +88,16 @@ pub struct AuthConfig {
     pub argon2_memory_kib: u32,
     pub argon2_iterations: u32,
     pub argon2_parallelism: u32,
+    /// A rotated refresh token presented again within this many seconds gets
+    /// the successor the first use got (two tabs refreshing at once); later
+    /// reuse revokes the family. 0 turns the grace off.
+    pub refresh_reuse_grace_secs: u64,
+    /// How often each process reads the sessions other processes ended
+    /// (logout, revoked families) into its deny list; a revocation made by
+    /// this process applies at once.
+    pub revocation_poll_ms: u64,
+    /// Login and registration throttling (`[auth.throttle.account|ip|register]`).
+    pub throttle: bowchat_auth::ThrottleConfig,
     /// Social login providers and the flow's limits (`[auth.social]`).
     pub social: bowchat_social::SocialConfig,
 }
@@ -107,6 +117,9 @@ impl Default for AuthConfig {
             argon2_memory_kib: policy.memory_kib,
             argon2_iterations: policy.iterations,
             argon2_parallelism: policy.parallelism,
+            refresh_reuse_grace_secs: tokens.refresh_reuse_grace_secs,
+            revocation_poll_ms: 1_000,
+            throttle: bowchat_auth::ThrottleConfig::default(),
             social: bowchat_social::SocialConfig::default(),
         }
     }
@@ -389,6 +402,25 @@ impl Config {
                 return Err(format!("{name} must be at least 1"));
             }
         }
+        if self.auth.revocation_poll_ms < 100 {
+            return Err("auth.revocation_poll_ms must be at least 100".into());
+        }
+        for (name, rule) in [
+            ("account", &self.auth.throttle.account),
+            ("ip", &self.auth.throttle.ip),
+            ("register", &self.auth.throttle.register),
+        ] {
+            if rule.free_attempts > 0 && rule.backoff_base_ms == 0 {
+                return Err(format!(
+                    "auth.throttle.{name}.backoff_base_ms must be at least 1 (or free_attempts 0 to turn the rule off)"
+                ));
+            }
+            if rule.backoff_max_ms < rule.backoff_base_ms {
+                return Err(format!(
+                    "auth.throttle.{name}.backoff_max_ms must not be below backoff_base_ms"
+                ));
+            }
+        }
         if self.bus.kind == BusKind::Kafka {
             self.bus
                 .kafka
@@ -522,6 +554,22 @@ mod tests {
         .unwrap();
         let config = Config::load(Some(&path)).unwrap();
         assert!(config.validate().unwrap_err().contains("max_in_flight"));
+        std::fs::write(
+            &path,
+            "[auth]\nrefresh_reuse_grace_secs = 3\n[auth.throttle.ip]\nfree_attempts = 7\n",
+        )
+        .unwrap();
+        let config = Config::load(Some(&path)).unwrap();
+        assert_eq!(config.auth.refresh_reuse_grace_secs, 3);
+        assert_eq!(config.auth.throttle.ip.free_attempts, 7);
+        assert_eq!(
+            config.auth.throttle.account.free_attempts, 5,
+            "default kept"
+        );
+        assert_eq!(config.validate(), Ok(()));
+        std::fs::write(&path, "[auth.throttle.account]\nbackoff_max_ms = 1\n").unwrap();
+        let config = Config::load(Some(&path)).unwrap();
+        assert!(config.validate().unwrap_err().contains("backoff_max_ms"));
         std::fs::write(&path, "[sqlite]\nresults_merge_rows = 0\n").unwrap();
         let config = Config::load(Some(&path)).unwrap();
         assert_eq!(

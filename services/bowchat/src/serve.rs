@@ -161,6 +161,7 @@ pub async fn serve(config: Config, roles: Vec<Role>, demo: bool) -> anyhow::Resu
         access_ttl_secs: config.auth.access_ttl_secs,
         refresh_ttl_secs: config.auth.refresh_ttl_secs,
         leeway_secs: config.auth.leeway_secs,
+        refresh_reuse_grace_secs: config.auth.refresh_reuse_grace_secs,
     };
     let policy = PasswordPolicy {
         min_len: config.auth.password_min_len,
@@ -169,7 +170,25 @@ pub async fn serve(config: Config, roles: Vec<Role>, demo: bool) -> anyhow::Resu
         iterations: config.auth.argon2_iterations,
         parallelism: config.auth.argon2_parallelism,
     };
-    let auth = Arc::new(AuthService::start(auth_repo, tokens, policy).await?);
+    // With Redis, every gateway counts login attempts in one place;
+    // otherwise each process counts its own (embedded mode: the only one).
+    let attempts: Arc<dyn bowchat_auth::AttemptStore> = match &store.redis {
+        Some(redis) => Arc::new(bowchat_redis::RedisAttempts::new(
+            redis.conn.clone(),
+            &redis.config.key_prefix,
+        )),
+        None => Arc::new(bowchat_auth::LocalAttempts::default()),
+    };
+    let throttle = bowchat_auth::Throttle::new(config.auth.throttle.clone(), attempts);
+    let auth = Arc::new(
+        AuthService::start(auth_repo, tokens, policy)
+            .await?
+            .with_throttle(throttle),
+    );
+    tokio::spawn(poll_revocations(
+        Arc::downgrade(&auth),
+        Duration::from_millis(config.auth.revocation_poll_ms),
+    ));
 
     if demo {
         crate::demo::seed(&auth, auctions.as_ref(), chat.as_ref(), bus.as_ref()).await?;
@@ -280,6 +299,20 @@ pub async fn serve(config: Config, roles: Vec<Role>, demo: bool) -> anyhow::Resu
     }
     store.close().await;
     outcome
+}
+
+/// Reads the sessions other processes ended into `auth`'s deny list every
+/// `every`, until the service is gone.
+async fn poll_revocations(auth: std::sync::Weak<AuthService>, every: Duration) {
+    let mut ticker = tokio::time::interval(every);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        let Some(auth) = auth.upgrade() else { return };
+        if let Err(e) = auth.sync_revocations().await {
+            warn!(error = %e, "cannot read revoked sessions; retrying");
+        }
+    }
 }
 
 /// A role stopped: the process is not ready from now on (see

@@ -321,7 +321,12 @@ async fn expired_connection_must_reauthenticate_in_band() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reusing_a_rotated_refresh_token_revokes_the_family() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path(), &[]);
+    // No grace window: every reuse is outside it (inside it, a second use
+    // gets the same successor; see auth_hardening.rs).
+    let server = Server::start(
+        dir.path(),
+        &[("BOWCHAT_AUTH__REFRESH_REUSE_GRACE_SECS", "0")],
+    );
     let ann = server.user("ann").await;
 
     let (status, rotated) = refresh(&server, &ann.refresh).await;

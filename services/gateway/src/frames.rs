@@ -82,6 +82,40 @@ pub enum ClientFrame {
     },
 }
 
+impl ClientFrame {
+    /// The request id the client gave, if any (echoed in errors).
+    pub fn request_id(&self) -> Option<String> {
+        match self {
+            ClientFrame::AuctionBid { request_id, .. }
+            | ClientFrame::AuctionMaxBid { request_id, .. } => Some(request_id.clone()),
+            ClientFrame::Auth { request_id, .. }
+            | ClientFrame::Subscribe { request_id, .. }
+            | ClientFrame::Unsubscribe { request_id, .. }
+            | ClientFrame::ChatSend { request_id, .. }
+            | ClientFrame::ChatRead { request_id, .. }
+            | ClientFrame::Typing { request_id, .. }
+            | ClientFrame::Ping { request_id }
+            | ClientFrame::Presence { request_id, .. } => request_id.clone(),
+        }
+    }
+
+    /// The frame type, as metrics label it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ClientFrame::Auth { .. } => "AUTH",
+            ClientFrame::Subscribe { .. } => "SUBSCRIBE",
+            ClientFrame::Unsubscribe { .. } => "UNSUBSCRIBE",
+            ClientFrame::AuctionBid { .. } => "AUCTION_BID",
+            ClientFrame::AuctionMaxBid { .. } => "AUCTION_MAX_BID",
+            ClientFrame::ChatSend { .. } => "CHAT_SEND",
+            ClientFrame::ChatRead { .. } => "CHAT_READ",
+            ClientFrame::Typing { .. } => "TYPING",
+            ClientFrame::Ping { .. } => "PING",
+            ClientFrame::Presence { .. } => "PRESENCE",
+        }
+    }
+}
+
 /// Why a client frame could not be read, before any processing.
 pub struct FrameError {
     pub code: &'static str,

@@ -17,6 +17,7 @@ mod rest_rooms;
 mod rest_social;
 mod web;
 mod ws;
+mod ws_close;
 mod ws_session;
 
 use std::sync::Arc;

@@ -18,6 +18,9 @@ pub struct Metrics {
     pub slow_disconnects: prometheus::IntCounter,
     /// Commands answered TIMEOUT by the gateway, by `via` (ws, rest).
     pub command_timeouts: IntCounterVec,
+    /// Logins and registrations refused by the throttle, by `scope`
+    /// (account, ip, register).
+    pub auth_throttled: IntCounterVec,
 }
 
 pub fn metrics() -> &'static Metrics {
@@ -77,6 +80,12 @@ pub fn metrics() -> &'static Metrics {
                 "bowchat_command_timeouts_total",
                 "Commands answered TIMEOUT because no result came within gateway.command_timeout_ms",
                 &["via"]
+            )
+            .unwrap(),
+            auth_throttled: register_int_counter_vec!(
+                "bowchat_auth_throttled_total",
+                "Logins and registrations refused by the throttle (429), by scope",
+                &["scope"]
             )
             .unwrap(),
         }

@@ -14,6 +14,8 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: String,
     pub detail: String,
+    /// Seconds until a retry can succeed (`Retry-After`), for 429s.
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -22,6 +24,7 @@ impl ApiError {
             status,
             code: code.to_string(),
             detail: detail.into(),
+            retry_after: None,
         }
     }
 
@@ -64,6 +67,11 @@ impl IntoResponse for ApiError {
             header::CONTENT_TYPE,
             header::HeaderValue::from_static("application/problem+json"),
         );
+        if let Some(secs) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from(secs));
+        }
         if self.status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
@@ -77,7 +85,9 @@ impl IntoResponse for ApiError {
 impl From<AuthError> for ApiError {
     fn from(e: AuthError) -> Self {
         let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        Self::new(status, e.code(), e.to_string())
+        let mut error = Self::new(status, e.code(), e.to_string());
+        error.retry_after = e.retry_after_secs();
+        error
     }
 }
 

@@ -1,13 +1,49 @@
 //! `/api/auth/*` and `/api/me`.
 
-use axum::extract::State;
+use std::convert::Infallible;
+use std::net::{IpAddr, SocketAddr};
+
+use axum::extract::{ConnectInfo, FromRequestParts, State};
+use axum::http::request::Parts;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use bowchat_auth::AuthError;
 use serde::Deserialize;
 
+use crate::metrics::metrics;
 use crate::{ApiError, AppState, Body, Caller, Id};
+
+/// The client's address as the TCP connection shows it (what login and
+/// registration throttling count per IP). `X-Forwarded-For` is not read: a
+/// client could name any address in it. `None` where the server runs without
+/// connection info (in-process tests).
+pub(crate) struct ClientIp(pub Option<IpAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Infallible> {
+        Ok(ClientIp(
+            parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|ConnectInfo(addr)| addr.ip()),
+        ))
+    }
+}
+
+/// Counts a throttle refusal in `/metrics` on its way to the client.
+fn counted(error: AuthError) -> ApiError {
+    if let AuthError::Throttled { scope, .. } = &error {
+        metrics()
+            .auth_throttled
+            .with_label_values(&[scope.label()])
+            .inc();
+    }
+    ApiError::from(error)
+}
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -41,20 +77,33 @@ struct RefreshBody {
 
 async fn register(
     State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
     Body(body): Body<Registration>,
 ) -> Result<impl IntoResponse, ApiError> {
     let session = state
         .auth
-        .register(&body.email, &body.password, body.display_name.as_deref())
-        .await?;
+        .register_from(
+            &body.email,
+            &body.password,
+            body.display_name.as_deref(),
+            ip,
+        )
+        .await
+        .map_err(counted)?;
     Ok((StatusCode::CREATED, Json(session)))
 }
 
 async fn login(
     State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
     Body(body): Body<Credentials>,
 ) -> Result<impl IntoResponse, ApiError> {
-    Ok(Json(state.auth.login(&body.email, &body.password).await?))
+    let session = state
+        .auth
+        .login_from(&body.email, &body.password, ip)
+        .await
+        .map_err(counted)?;
+    Ok(Json(session))
 }
 
 async fn refresh(

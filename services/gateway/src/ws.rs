@@ -143,7 +143,18 @@ async fn run(
                 }
             }
             incoming = socket.recv() => {
-                let Some(Ok(message)) = incoming else { break };
+                let message = match incoming {
+                    Some(Ok(message)) => message,
+                    Some(Err(error)) => {
+                        crate::ws_close::fail(&mut socket, error).await;
+                        break;
+                    }
+                    None => break,
+                };
+                if session.revoked() {
+                    end_revoked(&mut socket).await;
+                    break;
+                }
                 last_seen = Instant::now();
                 let replies = match message {
                     Message::Text(text) => {
@@ -188,6 +199,11 @@ async fn run(
                     let _ = socket.send(Message::Close(Some(CloseFrame { code: 1013, reason: "too slow".into() }))).await;
                     break;
                 };
+                // A revoked session gets nothing more, not even broadcasts.
+                if session.revoked() {
+                    end_revoked(&mut socket).await;
+                    break;
+                }
                 let mut texts = session.deliver(out).await;
                 // Frames queued meanwhile (a burst of updates or chat) leave in
                 // the same write: one flush, one syscall.
@@ -202,6 +218,10 @@ async fn run(
                 }
             }
             _ = ticker.tick() => {
+                if session.revoked() {
+                    end_revoked(&mut socket).await;
+                    break;
+                }
                 if session.expired_beyond_grace() {
                     let _ = send(&mut socket, &ServerFrame::error("TOKEN_EXPIRED", "access token expired; reconnect", None)).await;
                     let _ = socket.send(Message::Close(Some(CloseFrame { code: 4001, reason: "token expired".into() }))).await;
@@ -217,6 +237,24 @@ async fn run(
         }
     }
     session.close().await;
+}
+
+/// Ends a connection whose session was logged out or revoked: an `ERROR
+/// TOKEN_REVOKED` frame, then close code 4001 (the same as an expired token:
+/// the client must log in again).
+async fn end_revoked(socket: &mut WebSocket) {
+    let error = bowchat_auth::AuthError::TokenRevoked;
+    let _ = send(
+        socket,
+        &ServerFrame::error(error.code(), error.to_string(), None),
+    )
+    .await;
+    let _ = socket
+        .send(Message::Close(Some(CloseFrame {
+            code: 4001,
+            reason: "session revoked".into(),
+        })))
+        .await;
 }
 
 async fn write_all(socket: &mut WebSocket, texts: Vec<String>) -> Result<(), axum::Error> {

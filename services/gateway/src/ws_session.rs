@@ -26,6 +26,8 @@ pub struct Session {
     conn_id: u64,
     user: UserId,
     expires_at: i64,
+    /// The session (refresh family) of the token in force; see `revoked`.
+    sid: String,
     /// Watched auctions and the last price-step count sent for each.
     auctions: HashMap<AuctionId, i64>,
     /// Watched rooms and the last message seq sent for each.
@@ -53,6 +55,7 @@ impl Session {
             conn_id,
             user: claims.sub,
             expires_at: claims.exp,
+            sid: claims.sid,
             auctions: HashMap::new(),
             rooms: HashMap::new(),
             present: HashSet::new(),
@@ -74,6 +77,11 @@ impl Session {
 
     pub fn must_close(&self) -> bool {
         self.close
+    }
+
+    /// Whether the token's session was logged out or revoked since.
+    pub fn revoked(&self) -> bool {
+        self.state.auth.session_revoked(&self.sid)
     }
 
     fn expired(&self) -> bool {
@@ -129,7 +137,7 @@ impl Session {
     }
 
     pub async fn handle(&mut self, frame: ClientFrame) -> Vec<ServerFrame> {
-        let kind = frame_kind(&frame);
+        let kind = frame.kind();
         metrics().frames_in.with_label_values(&[kind]).inc();
         match frame {
             ClientFrame::Auth { token, request_id } => self.reauth(&token, request_id),
@@ -145,7 +153,7 @@ impl Session {
             _ if self.expired() => err(
                 "TOKEN_EXPIRED",
                 "access token expired; send AUTH with a fresh token",
-                &request_id_of(&frame),
+                &frame.request_id(),
             ),
             ClientFrame::Subscribe {
                 auction_id,
@@ -248,6 +256,7 @@ impl Session {
         match self.state.auth.verify_access(token) {
             Ok(claims) if claims.sub == self.user => {
                 self.expires_at = claims.exp;
+                self.sid.clone_from(&claims.sid);
                 vec![ServerFrame::AuthOk {
                     request_id,
                     user_id: self.user,
@@ -713,35 +722,5 @@ impl Session {
                 texts
             }
         }
-    }
-}
-
-fn request_id_of(frame: &ClientFrame) -> Option<String> {
-    match frame {
-        ClientFrame::AuctionBid { request_id, .. }
-        | ClientFrame::AuctionMaxBid { request_id, .. } => Some(request_id.clone()),
-        ClientFrame::Auth { request_id, .. }
-        | ClientFrame::Subscribe { request_id, .. }
-        | ClientFrame::Unsubscribe { request_id, .. }
-        | ClientFrame::ChatSend { request_id, .. }
-        | ClientFrame::ChatRead { request_id, .. }
-        | ClientFrame::Typing { request_id, .. }
-        | ClientFrame::Ping { request_id }
-        | ClientFrame::Presence { request_id, .. } => request_id.clone(),
-    }
-}
-
-fn frame_kind(frame: &ClientFrame) -> &'static str {
-    match frame {
-        ClientFrame::Auth { .. } => "AUTH",
-        ClientFrame::Subscribe { .. } => "SUBSCRIBE",
-        ClientFrame::Unsubscribe { .. } => "UNSUBSCRIBE",
-        ClientFrame::AuctionBid { .. } => "AUCTION_BID",
-        ClientFrame::AuctionMaxBid { .. } => "AUCTION_MAX_BID",
-        ClientFrame::ChatSend { .. } => "CHAT_SEND",
-        ClientFrame::ChatRead { .. } => "CHAT_READ",
-        ClientFrame::Typing { .. } => "TYPING",
-        ClientFrame::Ping { .. } => "PING",
-        ClientFrame::Presence { .. } => "PRESENCE",
     }
 }

@@ -12,7 +12,7 @@ use crate::PgStore;
 
 const USER_COLUMNS: &str = "id, email, display_name, password_hash, created_at";
 const REFRESH_COLUMNS: &str =
-    "token_hash, family, user_id, created_at, expires_at, rotated_at, revoked_at";
+    "token_hash, family, user_id, created_at, expires_at, rotated_at, revoked_at, successor";
 
 #[derive(Clone)]
 pub struct PgAuthRepository {
@@ -87,6 +87,7 @@ fn refresh_of(row: &PgRow) -> Result<RefreshRecord, AuthRepoError> {
         expires_at: row.try_get("expires_at").map_err(corrupt)?,
         rotated_at: row.try_get("rotated_at").map_err(corrupt)?,
         revoked_at: row.try_get("revoked_at").map_err(corrupt)?,
+        successor: row.try_get("successor").map_err(corrupt)?,
     })
 }
 
@@ -96,8 +97,8 @@ async fn insert_refresh<'c>(
 ) -> Result<(), AuthRepoError> {
     sqlx::query(
         "INSERT INTO refresh_tokens \
-         (token_hash, family, user_id, created_at, expires_at, rotated_at, revoked_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+         (token_hash, family, user_id, created_at, expires_at, rotated_at, revoked_at, successor) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
     )
     .bind(&record.token_hash)
     .bind(&record.family)
@@ -106,6 +107,7 @@ async fn insert_refresh<'c>(
     .bind(record.expires_at)
     .bind(record.rotated_at)
     .bind(record.revoked_at)
+    .bind(&record.successor)
     .execute(executor)
     .await
     .map_err(storage_error)?;
@@ -236,6 +238,7 @@ impl AuthRepository for PgAuthRepository {
     async fn rotate_refresh(
         &self,
         old_hash: &str,
+        successor: &str,
         new: &RefreshRecord,
         now: Millis,
     ) -> Result<bool, AuthRepoError> {
@@ -243,11 +246,12 @@ impl AuthRepository for PgAuthRepository {
         // The guard in the WHERE clause makes rotation once-only: the row lock
         // makes a concurrent second UPDATE wait, re-check the guard and match nothing.
         let updated = sqlx::query(
-            "UPDATE refresh_tokens SET rotated_at = $1 \
+            "UPDATE refresh_tokens SET rotated_at = $1, successor = $3 \
              WHERE token_hash = $2 AND rotated_at IS NULL AND revoked_at IS NULL",
         )
         .bind(now)
         .bind(old_hash)
+        .bind(successor)
         .execute(&mut *tx)
         .await
         .map_err(storage_error)?
@@ -271,6 +275,28 @@ impl AuthRepository for PgAuthRepository {
         .await
         .map_err(storage_error)?;
         Ok(())
+    }
+
+    async fn revoked_families(
+        &self,
+        since: Millis,
+    ) -> Result<Vec<(String, Millis)>, AuthRepoError> {
+        let rows = sqlx::query(
+            "SELECT family, MAX(revoked_at) AS at FROM refresh_tokens \
+             WHERE revoked_at >= $1 GROUP BY family",
+        )
+        .bind(since)
+        .fetch_all(&self.store.pool)
+        .await
+        .map_err(storage_error)?;
+        rows.iter()
+            .map(|row| {
+                Ok((
+                    row.try_get("family").map_err(corrupt)?,
+                    row.try_get("at").map_err(corrupt)?,
+                ))
+            })
+            .collect()
     }
 
     async fn revoke_token(&self, token_hash: &str, now: Millis) -> Result<(), AuthRepoError> {

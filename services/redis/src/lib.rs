@@ -1,5 +1,6 @@
 //! Redis adapters for cluster mode: refresh-token records and families
-//! ([`RedisRefreshStore`]), per-user command rate ([`RedisRateLimiter`]),
+//! ([`RedisRefreshStore`]), login and registration attempts
+//! ([`RedisAttempts`]), per-user command rate ([`RedisRateLimiter`]),
 //! presence and the connection registry ([`RedisPresence`]), and a pub/sub
 //! broadcast for ephemeral signals ([`RedisBroadcast`]).
 //!
@@ -8,11 +9,13 @@
 //! need one Redis server (or a primary with replicas), not Redis Cluster.
 //! All keys start with [`RedisConfig::key_prefix`].
 
+mod attempts;
 mod presence;
 mod rate;
 mod refresh;
 mod signals;
 
+pub use attempts::RedisAttempts;
 pub use presence::{ConnectionRegistry, GatewayId, Presence, RedisPresence};
 pub use rate::{RateLimit, RedisRateLimiter};
 pub use refresh::RedisRefreshStore;

@@ -2,8 +2,10 @@
 //! in an inner `AuthRepository`.
 //!
 //! Keys: `<prefix>rt:<token hash>` is a hash (family, user, created, expires,
-//! rotated, revoked) and `<prefix>rf:<family>` the set of a family's token
-//! hashes. A record lives for its own lifetime (`expires_at - created_at`,
+//! rotated, revoked, successor) and `<prefix>rf:<family>` the set of a
+//! family's token hashes. `<prefix>revoked` is a sorted set of revoked
+//! families scored by revocation time (the deny list gateways poll), trimmed
+//! to the last day. A record lives for its own lifetime (`expires_at - created_at`,
 //! measured from its insertion, so the callers' clocks and Redis's need not
 //! agree) plus `grace`; a family set lives as long as its longest record.
 //! After that an expired token is simply unknown, which the auth service
@@ -18,13 +20,14 @@ use bowchat_model::{Millis, UserId};
 use redis::aio::ConnectionManager;
 use redis::{AsyncCommands, Script};
 
-/// Shared by insert and rotate: writes the record in KEYS[a] with ARGV[b..],
+/// Shared by insert and rotate: writes the record in KEYS[a] with ARGV[a..],
 /// adds it to the family set KEYS[a+1] and stretches the set's TTL.
 const INSERT_FN: &str = r#"
 local function insert(key, fam, a)
   redis.call('HSET', key, 'family', ARGV[a], 'user', ARGV[a+1], 'created', ARGV[a+2], 'expires', ARGV[a+3])
   if ARGV[a+5] ~= '' then redis.call('HSET', key, 'rotated', ARGV[a+5]) end
   if ARGV[a+6] ~= '' then redis.call('HSET', key, 'revoked', ARGV[a+6]) end
+  if ARGV[a+8] ~= '' then redis.call('HSET', key, 'successor', ARGV[a+8]) end
   local ttl = tonumber(ARGV[a+4])
   redis.call('PEXPIRE', key, ttl)
   redis.call('SADD', fam, ARGV[a+7])
@@ -39,22 +42,26 @@ insert(KEYS[1], KEYS[2], 1)
 return 1
 "#;
 
-/// KEYS: old record, new record, new family set; ARGV[1] = now, then the new
-/// record. 1: rotated; 0: old unknown, rotated or revoked; -1: new hash taken.
+/// KEYS: old record, new record, new family set; ARGV[1] = now, ARGV[2] = the
+/// sealed successor, then the new record. 1: rotated; 0: old unknown,
+/// rotated or revoked; -1: new hash taken.
 const ROTATE: &str = r#"
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 if redis.call('HEXISTS', KEYS[1], 'rotated') == 1 or redis.call('HEXISTS', KEYS[1], 'revoked') == 1 then
   return 0
 end
 if redis.call('EXISTS', KEYS[2]) == 1 then return -1 end
-redis.call('HSET', KEYS[1], 'rotated', ARGV[1])
-insert(KEYS[2], KEYS[3], 2)
+redis.call('HSET', KEYS[1], 'rotated', ARGV[1], 'successor', ARGV[2])
+insert(KEYS[2], KEYS[3], 3)
 return 1
 "#;
 
-/// KEYS: family set; ARGV: now, record key prefix. Members whose record
-/// expired are dropped from the set on the way.
+/// KEYS: family set, revoked families; ARGV: now, record key prefix, family.
+/// Members whose record expired are dropped from the set on the way; the
+/// family enters the deny list with its first revocation time.
 const REVOKE_FAMILY: &str = r#"
+redis.call('ZADD', KEYS[2], 'NX', ARGV[1], ARGV[3])
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. (tonumber(ARGV[1]) - 86400000))
 for _, h in ipairs(redis.call('SMEMBERS', KEYS[1])) do
   local key = ARGV[2] .. h
   if redis.call('EXISTS', key) == 1 then
@@ -116,6 +123,10 @@ impl<A: AuthRepository> RedisRefreshStore<A> {
         format!("{}rf:{family}", self.prefix)
     }
 
+    fn revoked_key(&self) -> String {
+        format!("{}revoked", self.prefix)
+    }
+
     /// The record's TTL in Redis, in milliseconds (at least 1).
     fn ttl_ms(&self, r: &RefreshRecord) -> i64 {
         let grace = i64::try_from(self.grace.as_millis()).unwrap_or(i64::MAX);
@@ -125,7 +136,7 @@ impl<A: AuthRepository> RedisRefreshStore<A> {
             .max(1)
     }
 
-    /// ARGV of `insert` for `r` (8 values).
+    /// ARGV of `insert` for `r` (9 values).
     fn record_args(&self, r: &RefreshRecord) -> Vec<String> {
         vec![
             r.family.clone(),
@@ -136,6 +147,7 @@ impl<A: AuthRepository> RedisRefreshStore<A> {
             opt(r.rotated_at),
             opt(r.revoked_at),
             r.token_hash.clone(),
+            r.successor.clone().unwrap_or_default(),
         ]
     }
 }
@@ -238,12 +250,14 @@ impl<A: AuthRepository> AuthRepository for RedisRefreshStore<A> {
             expires_at: required(&map, "expires")?,
             rotated_at: field(&map, "rotated")?,
             revoked_at: field(&map, "revoked")?,
+            successor: map.get("successor").cloned(),
         }))
     }
 
     async fn rotate_refresh(
         &self,
         old_hash: &str,
+        successor: &str,
         new: &RefreshRecord,
         now: Millis,
     ) -> Result<bool, AuthRepoError> {
@@ -251,7 +265,8 @@ impl<A: AuthRepository> AuthRepository for RedisRefreshStore<A> {
         invocation
             .key(self.token_key(&new.token_hash))
             .key(self.family_key(&new.family))
-            .arg(now);
+            .arg(now)
+            .arg(successor);
         for arg in self.record_args(new) {
             invocation.arg(arg);
         }
@@ -273,12 +288,30 @@ impl<A: AuthRepository> AuthRepository for RedisRefreshStore<A> {
         let _: i64 = self
             .revoke_family
             .key(self.family_key(family))
+            .key(self.revoked_key())
             .arg(now)
             .arg(format!("{}rt:", self.prefix))
+            .arg(family)
             .invoke_async(&mut self.conn.clone())
             .await
             .map_err(unavailable)?;
         Ok(())
+    }
+
+    async fn revoked_families(
+        &self,
+        since: Millis,
+    ) -> Result<Vec<(String, Millis)>, AuthRepoError> {
+        let found: Vec<(String, f64)> = self
+            .conn
+            .clone()
+            .zrangebyscore_withscores(self.revoked_key(), since, "+inf")
+            .await
+            .map_err(unavailable)?;
+        Ok(found
+            .into_iter()
+            .map(|(family, at)| (family, at as Millis))
+            .collect())
     }
 
     async fn revoke_token(&self, token_hash: &str, now: Millis) -> Result<(), AuthRepoError> {

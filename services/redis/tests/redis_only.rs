@@ -24,6 +24,7 @@ fn record(hash: &str, lifetime: i64) -> RefreshRecord {
         expires_at: 1_000 + lifetime,
         rotated_at: None,
         revoked_at: None,
+        successor: None,
     }
 }
 
@@ -273,6 +274,84 @@ async fn signals_reach_every_subscriber_once_and_are_not_kept() {
             1,
             "only a's subscription is left"
         );
+    })
+    .await;
+}
+
+/// Login attempts counted in Redis are one throttle for every gateway:
+/// concurrent attempts from two "gateways" are each counted once, the key
+/// blocks after the free attempts with the rule's delay, clear starts over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_attempts_are_one_throttle_for_all_gateways() {
+    use bowchat_auth::throttle::{AttemptStore, Hit, ThrottleRule};
+    use bowchat_redis::RedisAttempts;
+    common::with_prefix(|config| async move {
+        let a = Arc::new(RedisAttempts::new(
+            common::connect(&config).await,
+            &config.key_prefix,
+        ));
+        let b = Arc::new(RedisAttempts::new(
+            common::connect(&config).await,
+            &config.key_prefix,
+        ));
+        let rule = ThrottleRule {
+            free_attempts: 10,
+            backoff_base_ms: 60_000,
+            backoff_max_ms: 120_000,
+            window_secs: 900,
+        };
+        let tasks: Vec<_> = (0..30)
+            .map(|i| {
+                let store = if i % 2 == 0 { a.clone() } else { b.clone() };
+                let rule = rule.clone();
+                tokio::spawn(async move { store.hit("acct:x", &rule).await.unwrap() })
+            })
+            .collect();
+        let mut allowed = 0;
+        for task in tasks {
+            match task.await.unwrap() {
+                Hit::Allowed => allowed += 1,
+                Hit::Blocked { retry_after_ms } => {
+                    assert!(
+                        retry_after_ms > 0 && retry_after_ms <= 60_000,
+                        "{retry_after_ms}"
+                    )
+                }
+            }
+        }
+        assert_eq!(
+            allowed, 10,
+            "exactly the free attempts pass, however interleaved"
+        );
+        assert!(matches!(
+            b.hit("acct:y", &rule).await.unwrap(),
+            Hit::Allowed
+        ));
+        a.clear("acct:x").await.unwrap();
+        assert!(matches!(
+            b.hit("acct:x", &rule).await.unwrap(),
+            Hit::Allowed
+        ));
+        // Forgiving takes one attempt back from the count.
+        for _ in 0..8 {
+            assert!(matches!(
+                a.hit("acct:x", &rule).await.unwrap(),
+                Hit::Allowed
+            ));
+        }
+        a.forgive("acct:x").await.unwrap();
+        assert!(matches!(
+            a.hit("acct:x", &rule).await.unwrap(),
+            Hit::Allowed
+        ));
+        assert!(matches!(
+            a.hit("acct:x", &rule).await.unwrap(),
+            Hit::Allowed
+        ));
+        assert!(matches!(
+            a.hit("acct:x", &rule).await.unwrap(),
+            Hit::Blocked { .. }
+        ));
     })
     .await;
 }

@@ -17,6 +17,7 @@ fn record(hash: &str, family: &str, user_id: i64) -> RefreshRecord {
         expires_at: 2_000,
         rotated_at: None,
         revoked_at: None,
+        successor: None,
     }
 }
 
@@ -154,17 +155,18 @@ pub async fn rotate_refresh_is_once_only(store: Arc<dyn Store>) {
     assert_eq!(repo.refresh("nope").await.expect("read"), None);
 
     assert!(repo
-        .rotate_refresh("h1", &record("h2", "fam", user.id), 1_500)
+        .rotate_refresh("h1", "sealed-h1", &record("h2", "fam", user.id), 1_500)
         .await
         .expect("rotate"));
     let old = repo.refresh("h1").await.expect("read").expect("h1");
     assert_eq!(old.rotated_at, Some(1_500));
+    assert_eq!(old.successor.as_deref(), Some("sealed-h1"));
     assert_eq!(old.revoked_at, None);
     assert!(repo.refresh("h2").await.expect("read").is_some());
 
     // A second rotation of the same token changes nothing and inserts nothing.
     assert!(!repo
-        .rotate_refresh("h1", &record("h3", "fam", user.id), 1_600)
+        .rotate_refresh("h1", "sealed-h1", &record("h3", "fam", user.id), 1_600)
         .await
         .expect("rotate"));
     assert_eq!(repo.refresh("h3").await.expect("read"), None);
@@ -177,7 +179,7 @@ pub async fn rotate_refresh_is_once_only(store: Arc<dyn Store>) {
     );
     // Unknown tokens do not rotate either.
     assert!(!repo
-        .rotate_refresh("nope", &record("h4", "fam", user.id), 1_600)
+        .rotate_refresh("nope", "sealed-nope", &record("h4", "fam", user.id), 1_600)
         .await
         .expect("rotate"));
     assert_eq!(repo.refresh("h4").await.expect("read"), None);
@@ -192,7 +194,7 @@ pub async fn rotate_refresh_is_once_only(store: Arc<dyn Store>) {
         Some(1_700)
     );
     assert!(!repo
-        .rotate_refresh("h2", &record("h5", "fam", user.id), 1_800)
+        .rotate_refresh("h2", "sealed-h2", &record("h5", "fam", user.id), 1_800)
         .await
         .expect("rotate"));
     assert_eq!(repo.refresh("h5").await.expect("read"), None);
@@ -222,6 +224,35 @@ pub async fn rotate_refresh_is_once_only(store: Arc<dyn Store>) {
     );
 }
 
+/// The deny list every gateway polls: families revoked since a time, each
+/// once, with its (first) revocation time.
+pub async fn revoked_families_are_listed_since(store: Arc<dyn Store>) {
+    let repo = store.open().await.auth;
+    let user = repo
+        .create_user("ada@example.com", "Ada", None, 1)
+        .await
+        .expect("user");
+    for (hash, family) in [("a1", "fa"), ("a2", "fa"), ("b1", "fb"), ("c1", "fc")] {
+        repo.insert_refresh(&record(hash, family, user.id))
+            .await
+            .expect("insert");
+    }
+    assert!(repo.revoked_families(0).await.expect("list").is_empty());
+    repo.revoke_family("fa", 1_000).await.expect("revoke");
+    repo.revoke_family("fb", 2_000).await.expect("revoke");
+    let mut all = repo.revoked_families(0).await.expect("list");
+    all.sort();
+    assert_eq!(
+        all,
+        vec![("fa".to_string(), 1_000), ("fb".to_string(), 2_000)]
+    );
+    assert_eq!(
+        repo.revoked_families(1_500).await.expect("list"),
+        vec![("fb".to_string(), 2_000)]
+    );
+    assert!(repo.revoked_families(2_001).await.expect("list").is_empty());
+}
+
 pub async fn concurrent_rotations_have_one_winner(store: Arc<dyn Store>) {
     let repo = store.open().await.auth;
     let user = repo
@@ -236,8 +267,13 @@ pub async fn concurrent_rotations_have_one_winner(store: Arc<dyn Store>) {
         .map(|i| {
             let repo = repo.clone();
             tokio::spawn(async move {
-                repo.rotate_refresh("root", &record(&format!("next-{i}"), "fam", user.id), 1_500)
-                    .await
+                repo.rotate_refresh(
+                    "root",
+                    "sealed-root",
+                    &record(&format!("next-{i}"), "fam", user.id),
+                    1_500,
+                )
+                .await
             })
         })
         .collect();
@@ -295,7 +331,16 @@ pub async fn auth_service_survives_a_restart(store: Arc<dyn Store>) {
         Some("INVALID_CREDENTIALS")
     );
 
-    // Reuse of the rotated first token revokes its family, including the newest token.
+    // Inside the grace window (a second tab), the rotated first token gets
+    // the successor it already got, read back from storage.
+    let again = auth
+        .refresh(&session.refresh_token)
+        .await
+        .expect("concurrent refresh inside the grace window");
+    assert_eq!(again.refresh_token, rotated.refresh_token);
+    // Once that successor rotated too, the first token is plain reuse: its
+    // family is revoked, including the newest token, and its access tokens.
+    let newest = auth.refresh(&rotated.refresh_token).await.expect("refresh");
     assert_eq!(
         auth.refresh(&session.refresh_token)
             .await
@@ -304,11 +349,17 @@ pub async fn auth_service_survives_a_restart(store: Arc<dyn Store>) {
         Some("REFRESH_REUSED")
     );
     assert_eq!(
-        auth.refresh(&rotated.refresh_token)
+        auth.refresh(&newest.refresh_token)
             .await
             .err()
             .map(|e| e.code()),
         Some("REFRESH_INVALID")
+    );
+    assert_eq!(
+        auth.verify_access(&newest.access_token)
+            .err()
+            .map(|e| e.code()),
+        Some("TOKEN_REVOKED")
     );
     // The separate login is unaffected until it logs out.
     let next = auth

@@ -68,6 +68,7 @@ macro_rules! auth_conformance_tests {
             auth::first_signing_key_wins,
             auth::rotate_refresh_is_once_only,
             auth::concurrent_rotations_have_one_winner,
+            auth::revoked_families_are_listed_since,
             auth::auth_service_survives_a_restart,
         );
     };

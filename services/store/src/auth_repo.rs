@@ -46,7 +46,7 @@ const IDS_PER_QUERY: usize = 500;
 
 const USER_COLUMNS: &str = "id, email, display_name, password_hash, created_at";
 const REFRESH_COLUMNS: &str =
-    "token_hash, family, user_id, created_at, expires_at, rotated_at, revoked_at";
+    "token_hash, family, user_id, created_at, expires_at, rotated_at, revoked_at, successor";
 
 #[derive(Clone)]
 pub struct SqliteAuthRepository {
@@ -93,6 +93,7 @@ fn refresh_of(row: &SqliteRow) -> Result<RefreshRecord, AuthRepoError> {
         expires_at: row.try_get("expires_at").map_err(corrupt)?,
         rotated_at: row.try_get("rotated_at").map_err(corrupt)?,
         revoked_at: row.try_get("revoked_at").map_err(corrupt)?,
+        successor: row.try_get("successor").map_err(corrupt)?,
     })
 }
 
@@ -101,8 +102,8 @@ fn insert_refresh_query(
 ) -> sqlx::query::Query<'_, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'_>> {
     sqlx::query(
         "INSERT INTO refresh_tokens \
-         (token_hash, family, user_id, created_at, expires_at, rotated_at, revoked_at) \
-         VALUES (?, ?, ?, ?, ?, ?, ?)",
+         (token_hash, family, user_id, created_at, expires_at, rotated_at, revoked_at, successor) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(&record.token_hash)
     .bind(&record.family)
@@ -111,6 +112,7 @@ fn insert_refresh_query(
     .bind(record.expires_at)
     .bind(record.rotated_at)
     .bind(record.revoked_at)
+    .bind(&record.successor)
 }
 
 #[async_trait]
@@ -252,6 +254,7 @@ impl AuthRepository for SqliteAuthRepository {
     async fn rotate_refresh(
         &self,
         old_hash: &str,
+        successor: &str,
         new: &RefreshRecord,
         now: Millis,
     ) -> Result<bool, AuthRepoError> {
@@ -259,10 +262,11 @@ impl AuthRepository for SqliteAuthRepository {
         // The guard in the WHERE clause is what makes rotation once-only: of
         // two concurrent uses, the second updates no row.
         let updated = sqlx::query(
-            "UPDATE refresh_tokens SET rotated_at = ? \
+            "UPDATE refresh_tokens SET rotated_at = ?, successor = ? \
              WHERE token_hash = ? AND rotated_at IS NULL AND revoked_at IS NULL",
         )
         .bind(now)
+        .bind(successor)
         .bind(old_hash)
         .execute(&mut *tx)
         .await
@@ -291,6 +295,28 @@ impl AuthRepository for SqliteAuthRepository {
         .await
         .map_err(storage_error)?;
         tx.commit().await.map_err(storage_error)
+    }
+
+    async fn revoked_families(
+        &self,
+        since: Millis,
+    ) -> Result<Vec<(String, Millis)>, AuthRepoError> {
+        let rows = sqlx::query(
+            "SELECT family, MAX(revoked_at) AS at FROM refresh_tokens \
+             WHERE revoked_at >= ? GROUP BY family",
+        )
+        .bind(since)
+        .fetch_all(&self.db.reader)
+        .await
+        .map_err(storage_error)?;
+        rows.iter()
+            .map(|row| {
+                Ok((
+                    row.try_get("family").map_err(corrupt)?,
+                    row.try_get("at").map_err(corrupt)?,
+                ))
+            })
+            .collect()
     }
 
     async fn revoke_token(&self, token_hash: &str, now: Millis) -> Result<(), AuthRepoError> {

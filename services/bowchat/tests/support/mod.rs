@@ -50,6 +50,10 @@ impl Server {
             .env("BOWCHAT_AUTH__ARGON2_ITERATIONS", "1")
             .env("BOWCHAT_GATEWAY__USER_RATE_PER_SEC", "10000")
             .env("BOWCHAT_GATEWAY__USER_RATE_BURST", "10000")
+            // Every test user comes from 127.0.0.1: the per-IP login and
+            // registration throttles are off unless a test turns them on.
+            .env("BOWCHAT_AUTH__THROTTLE__IP__FREE_ATTEMPTS", "0")
+            .env("BOWCHAT_AUTH__THROTTLE__REGISTER__FREE_ATTEMPTS", "0")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
         for (key, value) in extra {
