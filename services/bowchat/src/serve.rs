@@ -112,7 +112,8 @@ pub async fn serve(config: Config, roles: Vec<Role>, demo: bool) -> anyhow::Resu
         let published = spawn_relay(&mut role_tasks, "auction", &store, &bus, &config.outbox);
         for (consumer, repo) in members {
             let consumer = crate::fault::consumer("auction", consumer);
-            let mut role = AuctionRole::new(repo, bus.clone(), role_config.clone())
+            let role_bus = crate::fault::role_bus("auction", topics::AUCTION_EVENT, bus.clone());
+            let mut role = AuctionRole::new(repo, role_bus, role_config.clone())
                 .with_outbox(published.clone());
             role_tasks.spawn("auction", async move { role.run_with(consumer).await });
         }
@@ -128,9 +129,10 @@ pub async fn serve(config: Config, roles: Vec<Role>, demo: bool) -> anyhow::Resu
         let published = spawn_relay(&mut role_tasks, "chat", &store, &bus, &config.outbox);
         for consumer in buses.chat_members(&role_config.group, concurrency).await? {
             let consumer = crate::fault::consumer("chat", consumer);
+            let role_bus = crate::fault::role_bus("chat", topics::CHAT_EVENT, bus.clone());
             let mut role = ChatRole::new(
                 store.chat(),
-                bus.clone(),
+                role_bus,
                 role_config.clone(),
                 prometheus::default_registry(),
             )
