@@ -143,7 +143,18 @@ impl KafkaConfig {
         let mut c = ClientConfig::new();
         c.set("bootstrap.servers", &self.bootstrap)
             .set("client.id", &self.client_id)
-            .set("metadata.max.age.ms", self.metadata_max_age_ms.to_string())
+            // librdkafka re-reads metadata on this period only: without it a
+            // consumer group notices a grown topic after 5 minutes, and the
+            // commands of auctions pinned to the new partitions wait that long.
+            .set(
+                "topic.metadata.refresh.interval.ms",
+                // librdkafka's own bounds for the two settings.
+                self.metadata_max_age_ms.clamp(10, 3_600_000).to_string(),
+            )
+            .set(
+                "metadata.max.age.ms",
+                (self.metadata_max_age_ms.clamp(10, 3_600_000) * 3).to_string(),
+            )
             // Topics are created by `KafkaAdmin` only; a typo must fail, not create.
             .set("allow.auto.create.topics", "false");
         c
