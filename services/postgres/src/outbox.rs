@@ -1,9 +1,11 @@
 //! The fact outbox on PostgreSQL (`bowchat_bus::outbox`): entries are written
-//! in the batch's transaction by the repositories, read and removed by the relay.
+//! in the batch's transaction by the repositories, read and removed by the
+//! relay. Rows map to entries as on SQLite (`bowchat_store::outbox::entry_of`).
 
 use async_trait::async_trait;
 use bowchat_bus::outbox::{OutboxEntry, OutboxError, OutboxId, OutboxStore};
-use sqlx::{Postgres, Row, Transaction};
+use bowchat_store::outbox::{entry_of, unavailable, OUTBOX_COLUMNS};
+use sqlx::{Postgres, Transaction};
 
 use crate::PgStore;
 
@@ -37,10 +39,6 @@ impl PgOutbox {
     }
 }
 
-fn unavailable(e: sqlx::Error) -> OutboxError {
-    OutboxError::Unavailable(e.to_string())
-}
-
 #[async_trait]
 impl OutboxStore for PgOutbox {
     async fn due(
@@ -49,28 +47,17 @@ impl OutboxStore for PgOutbox {
         created_before: i64,
         max: u32,
     ) -> Result<Vec<OutboxEntry>, OutboxError> {
-        let rows = sqlx::query(
-            "SELECT id, source, topic, created_at, records FROM fact_outbox
-             WHERE source = $1 AND created_at < $2 ORDER BY created_at, id LIMIT $3",
-        )
+        let rows = sqlx::query(&format!(
+            "SELECT {OUTBOX_COLUMNS} FROM fact_outbox
+             WHERE source = $1 AND created_at < $2 ORDER BY created_at, id LIMIT $3"
+        ))
         .bind(source)
         .bind(created_before)
         .bind(i64::from(max))
         .fetch_all(&self.store.pool)
         .await
         .map_err(unavailable)?;
-        rows.iter()
-            .map(|row| {
-                let id: OutboxId = row.get("id");
-                Ok(OutboxEntry {
-                    id,
-                    source: row.get("source"),
-                    topic: row.get("topic"),
-                    created_at: row.get("created_at"),
-                    records: OutboxEntry::decode_records(id, row.get("records"))?,
-                })
-            })
-            .collect()
+        rows.iter().map(entry_of).collect()
     }
 
     async fn remove(&self, ids: &[OutboxId]) -> Result<(), OutboxError> {

@@ -8,7 +8,7 @@ mod auction_repo;
 mod auth_repo;
 mod chat_repo;
 pub mod chat_rows;
-mod outbox;
+pub mod outbox;
 mod padded_rows;
 mod results_store;
 mod social_repo;

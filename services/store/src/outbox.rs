@@ -1,9 +1,11 @@
 //! The fact outbox on SQLite (`bowchat_bus::outbox`): entries are written in
 //! the batch's transaction by the repositories, read and removed by the relay.
+//! The row mapping is shared with PostgreSQL (`entry_of`), whose table has the
+//! same columns.
 
 use async_trait::async_trait;
 use bowchat_bus::outbox::{OutboxEntry, OutboxError, OutboxId, OutboxStore};
-use sqlx::{Row, Sqlite, Transaction};
+use sqlx::{ColumnIndex, Decode, Row, Sqlite, Transaction, Type};
 
 use crate::Db;
 
@@ -37,8 +39,30 @@ impl SqliteOutbox {
     }
 }
 
-fn unavailable(e: sqlx::Error) -> OutboxError {
+pub fn unavailable(e: sqlx::Error) -> OutboxError {
     OutboxError::Unavailable(e.to_string())
+}
+
+/// The columns `entry_of` reads, in the table of either store.
+pub const OUTBOX_COLUMNS: &str = "id, source, topic, created_at, records";
+
+/// One `fact_outbox` row of either store as an entry.
+pub fn entry_of<R>(row: &R) -> Result<OutboxEntry, OutboxError>
+where
+    R: Row,
+    for<'c> &'c str: ColumnIndex<R>,
+    i64: for<'r> Decode<'r, R::Database> + Type<R::Database>,
+    String: for<'r> Decode<'r, R::Database> + Type<R::Database>,
+{
+    let id: OutboxId = row.try_get("id").map_err(unavailable)?;
+    let records: String = row.try_get("records").map_err(unavailable)?;
+    Ok(OutboxEntry {
+        id,
+        source: row.try_get("source").map_err(unavailable)?,
+        topic: row.try_get("topic").map_err(unavailable)?,
+        created_at: row.try_get("created_at").map_err(unavailable)?,
+        records: OutboxEntry::decode_records(id, &records)?,
+    })
 }
 
 #[async_trait]
@@ -49,28 +73,17 @@ impl OutboxStore for SqliteOutbox {
         created_before: i64,
         max: u32,
     ) -> Result<Vec<OutboxEntry>, OutboxError> {
-        let rows = sqlx::query(
-            "SELECT id, source, topic, created_at, records FROM fact_outbox
-             WHERE source = ? AND created_at < ? ORDER BY created_at, id LIMIT ?",
-        )
+        let rows = sqlx::query(&format!(
+            "SELECT {OUTBOX_COLUMNS} FROM fact_outbox
+             WHERE source = ? AND created_at < ? ORDER BY created_at, id LIMIT ?"
+        ))
         .bind(source)
         .bind(created_before)
         .bind(max)
         .fetch_all(&self.db.reader)
         .await
         .map_err(unavailable)?;
-        rows.iter()
-            .map(|row| {
-                let id: OutboxId = row.get("id");
-                Ok(OutboxEntry {
-                    id,
-                    source: row.get("source"),
-                    topic: row.get("topic"),
-                    created_at: row.get("created_at"),
-                    records: OutboxEntry::decode_records(id, row.get("records"))?,
-                })
-            })
-            .collect()
+        rows.iter().map(entry_of).collect()
     }
 
     async fn remove(&self, ids: &[OutboxId]) -> Result<(), OutboxError> {
