@@ -89,6 +89,19 @@ fn rendered_chart_passes_a_server_side_dry_run() {
             4,
             "gateway, auction, chat, operator"
         );
+        // Every role opens the signing keys with the one key-encryption key
+        // of the release, from a Secret (created with a random key here).
+        assert_eq!(
+            rendered
+                .matches("name: BOWCHAT_AUTH__KEY_ENCRYPTION_KEY")
+                .count(),
+            3,
+            "the KEK in gateway, auction and chat"
+        );
+        assert!(
+            rendered.contains("name: demo-bowchat-kek"),
+            "the KEK Secret"
+        );
         // By default the operator watches its release's namespace only, so
         // two releases never elect two leaders over the same Auctions.
         let cluster_wide = extra.contains(&"operator.watchNamespaceOnly=false");

@@ -37,3 +37,13 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 - {name: BOWCHAT_BUS__KAFKA__TOPIC_PREFIX, value: {{ .Values.cluster.kafka.topicPrefix | quote }}}
 - {name: BOWCHAT_BUS__KAFKA__PARTITIONS, value: {{ .Values.cluster.kafka.partitions | quote }}}
 {{- end -}}
+
+{{- define "bowchat.kekSecret" -}}
+{{- .Values.auth.keyEncryptionKey.existingSecret | default (printf "%s-kek" (include "bowchat.fullname" .)) -}}
+{{- end -}}
+
+{{/* The key-encryption key of the signing keys, from its Secret (every role). */}}
+{{- define "bowchat.kekEnv" -}}
+- name: BOWCHAT_AUTH__KEY_ENCRYPTION_KEY
+  valueFrom: {secretKeyRef: {name: {{ include "bowchat.kekSecret" . }}, key: {{ .Values.auth.keyEncryptionKey.key | quote }}}}
+{{- end -}}

@@ -1,6 +1,7 @@
 //! The one error type of the auth service, with a stable machine-readable code
 //! and an HTTP status, so the gateway maps it without knowing each variant.
 
+use crate::keys::KeyError;
 use crate::ports::AuthRepoError;
 use crate::throttle::{AttemptStoreError, ThrottleError, ThrottleScope};
 
@@ -38,6 +39,10 @@ pub enum AuthError {
         scope: ThrottleScope,
         retry_after_secs: u64,
     },
+    /// The signing keys cannot be used: most often a key-encryption key
+    /// that is not the one they were sealed with. An operator's problem.
+    #[error("the access-token signing keys cannot be used: {0}")]
+    SigningKeys(KeyError),
     /// Storage or configuration trouble; the detail is for logs, the client
     /// should retry later.
     #[error("the auth service is unavailable: {0}")]
@@ -60,6 +65,7 @@ impl AuthError {
             AuthError::RefreshExpired => "REFRESH_EXPIRED",
             AuthError::RefreshReused => "REFRESH_REUSED",
             AuthError::Throttled { .. } => "TOO_MANY_ATTEMPTS",
+            AuthError::SigningKeys(_) => "SIGNING_KEYS_UNUSABLE",
             AuthError::Unavailable(_) => "UNAVAILABLE",
         }
     }
@@ -80,7 +86,7 @@ impl AuthError {
             | AuthError::RefreshExpired
             | AuthError::RefreshReused => 401,
             AuthError::Throttled { .. } => 429,
-            AuthError::Unavailable(_) => 503,
+            AuthError::SigningKeys(_) | AuthError::Unavailable(_) => 503,
         }
     }
 
@@ -92,6 +98,12 @@ impl AuthError {
             } => Some(*retry_after_secs),
             _ => None,
         }
+    }
+}
+
+impl From<KeyError> for AuthError {
+    fn from(e: KeyError) -> Self {
+        AuthError::SigningKeys(e)
     }
 }
 
@@ -153,6 +165,11 @@ mod tests {
             (AuthError::RefreshExpired, "REFRESH_EXPIRED", 401),
             (AuthError::RefreshReused, "REFRESH_REUSED", 401),
             (AuthError::Unavailable("db".into()), "UNAVAILABLE", 503),
+            (
+                AuthError::SigningKeys(KeyError::WrongKek { kid: "k".into() }),
+                "SIGNING_KEYS_UNUSABLE",
+                503,
+            ),
         ];
         for (error, code, status) in all {
             assert_eq!(error.code(), code);

@@ -7,6 +7,7 @@
 //! an HTTP `status()`.
 
 mod error;
+pub mod keys;
 pub mod memory;
 pub mod password;
 pub mod ports;
@@ -16,13 +17,15 @@ pub mod throttle;
 pub mod tokens;
 
 pub use error::AuthError;
+pub use keys::{Kek, KeyError, KeyRing, KeyTimes, SigningKey, StoredSigningKey};
 pub use password::PasswordPolicy;
 pub use ports::{AuthRepoError, AuthRepository, RefreshRecord, User};
 pub use service::{
-    default_display_name, normalize_display_name, normalize_email, AuthService, PublicUser, Session,
+    default_display_name, normalize_display_name, normalize_email, rotate_signing_key, AuthService,
+    KeyOptions, PublicUser, Session,
 };
 pub use throttle::{
     AttemptStore, AttemptStoreError, Hit, LocalAttempts, Throttle, ThrottleConfig, ThrottleRule,
     ThrottleScope,
 };
-pub use tokens::{AccessClaims, SigningKey, TokenConfig};
+pub use tokens::{AccessClaims, TokenConfig};

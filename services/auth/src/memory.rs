@@ -8,13 +8,13 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 use bowchat_model::{Millis, UserId};
 
+use crate::keys::StoredSigningKey;
 use crate::ports::{AuthRepoError, AuthRepository, RefreshRecord, User};
-use crate::tokens::SigningKey;
 
 #[derive(Default)]
 struct State {
     users: Vec<User>,
-    keys: Vec<SigningKey>,
+    keys: Vec<StoredSigningKey>,
     refresh: HashMap<String, RefreshRecord>,
 }
 
@@ -84,30 +84,35 @@ impl AuthRepository for InMemoryAuthRepository {
             .collect())
     }
 
-    async fn signing_key(&self) -> Result<Option<SigningKey>, AuthRepoError> {
-        Ok(self.lock()?.keys.last().cloned())
+    async fn signing_keys(&self) -> Result<Vec<StoredSigningKey>, AuthRepoError> {
+        let mut keys = self.lock()?.keys.clone();
+        keys.sort_by_key(|k| k.created_at);
+        Ok(keys)
     }
 
-    async fn store_signing_key(&self, key: &SigningKey, _now: Millis) -> Result<(), AuthRepoError> {
+    async fn add_signing_key(
+        &self,
+        key: &StoredSigningKey,
+        unless_created_since: Millis,
+    ) -> Result<bool, AuthRepoError> {
         let mut state = self.lock()?;
         if state.keys.iter().any(|k| k.kid == key.kid) {
             return Err(AuthRepoError::Conflict(format!("kid {} exists", key.kid)));
         }
-        state.keys.push(key.clone());
-        Ok(())
-    }
-
-    async fn first_signing_key(
-        &self,
-        key: &SigningKey,
-        _now: Millis,
-    ) -> Result<SigningKey, AuthRepoError> {
-        let mut state = self.lock()?;
-        if let Some(existing) = state.keys.last() {
-            return Ok(existing.clone());
+        if state
+            .keys
+            .iter()
+            .any(|k| k.created_at >= unless_created_since)
+        {
+            return Ok(false);
         }
         state.keys.push(key.clone());
-        Ok(key.clone())
+        Ok(true)
+    }
+
+    async fn delete_signing_keys(&self, kids: &[String]) -> Result<(), AuthRepoError> {
+        self.lock()?.keys.retain(|k| !kids.contains(&k.kid));
+        Ok(())
     }
 
     async fn insert_refresh(&self, record: &RefreshRecord) -> Result<(), AuthRepoError> {

@@ -1,11 +1,11 @@
-//! What the auth service needs from storage: users, the JWT signing key and
+//! What the auth service needs from storage: users, the JWT signing keys and
 //! refresh-token records. Adapters live in `bowchat-store`; `crate::memory`
 //! has an in-memory one for tests.
 
 use async_trait::async_trait;
 use bowchat_model::{Millis, UserId};
 
-use crate::tokens::SigningKey;
+pub use crate::keys::StoredSigningKey;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AuthRepoError {
@@ -63,17 +63,36 @@ pub trait AuthRepository: Send + Sync + 'static {
     /// The existing users among `ids` (unknown ids are skipped; order unspecified).
     async fn users(&self, ids: &[UserId]) -> Result<Vec<User>, AuthRepoError>;
 
-    /// The newest stored signing key, if any.
-    async fn signing_key(&self) -> Result<Option<SigningKey>, AuthRepoError>;
-    async fn store_signing_key(&self, key: &SigningKey, now: Millis) -> Result<(), AuthRepoError>;
+    /// Every stored signing key, oldest first (by `created_at`). Private
+    /// keys are sealed (`crate::keys`): storage never sees them in the clear.
+    async fn signing_keys(&self) -> Result<Vec<StoredSigningKey>, AuthRepoError>;
+    /// Stores `key` unless a key created at or after `unless_created_since`
+    /// is stored already, atomically across processes; returns whether it
+    /// was stored. `Millis::MIN`: only on an empty table (the first key);
+    /// `now - rotate_after`: automatic rotation, once for all processes;
+    /// `Millis::MAX`: always (a rotation asked for). `Conflict` when the
+    /// `kid` exists.
+    async fn add_signing_key(
+        &self,
+        key: &StoredSigningKey,
+        unless_created_since: Millis,
+    ) -> Result<bool, AuthRepoError>;
+    /// Deletes the named keys (retired ones); unknown names are ignored.
+    async fn delete_signing_keys(&self, kids: &[String]) -> Result<(), AuthRepoError>;
+
     /// Stores `key` only if no signing key is stored yet, atomically, and
-    /// returns the key in force: of processes starting together on a fresh
+    /// returns the newest key: of processes starting together on a fresh
     /// database the first one's key wins and every process uses it.
     async fn first_signing_key(
         &self,
-        key: &SigningKey,
-        now: Millis,
-    ) -> Result<SigningKey, AuthRepoError>;
+        key: &StoredSigningKey,
+    ) -> Result<StoredSigningKey, AuthRepoError> {
+        self.add_signing_key(key, Millis::MIN).await?;
+        self.signing_keys()
+            .await?
+            .pop()
+            .ok_or_else(|| AuthRepoError::Corrupt("signing key vanished".into()))
+    }
 
     async fn insert_refresh(&self, record: &RefreshRecord) -> Result<(), AuthRepoError>;
     async fn refresh(&self, token_hash: &str) -> Result<Option<RefreshRecord>, AuthRepoError>;

@@ -13,21 +13,27 @@
 //! puts it on the deny list (`revocation`), so its access tokens stop working
 //! at their next request or frame. Logins and registrations pass the
 //! `throttle` first.
+//!
+//! Access tokens are signed with Ed25519 keys from the key ring (`keys`):
+//! every process loads the stored keys, opens their sealed private keys with
+//! the key-encryption key, and re-reads them with the revocations, so a key
+//! added by another process (a rotation) is known everywhere before it signs.
 
 use std::net::IpAddr;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use bowchat_model::{now_millis, Millis, UserId};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
 
+use crate::keys::{Kek, KeyRing, KeyTimes, SigningKey, StoredSigningKey};
 use crate::password::{hash_password, verify_password, PasswordPolicy};
 use crate::ports::{AuthRepoError, AuthRepository, RefreshRecord, User};
 use crate::revocation::Revocations;
 use crate::throttle::Throttle;
 use crate::tokens::{
     decode_access, encode_access, hash_refresh_token, new_refresh_token, seal_successor,
-    unseal_successor, AccessClaims, SigningKey, TokenConfig,
+    unseal_successor, AccessClaims, TokenConfig,
 };
 use crate::AuthError;
 
@@ -70,11 +76,44 @@ pub struct Session {
     pub user: PublicUser,
 }
 
+/// How access-token signing keys are protected and rotated.
+#[derive(Debug, Clone)]
+pub struct KeyOptions {
+    /// Seals every private signing key at rest; every process sharing the
+    /// store needs the same one.
+    pub kek: Kek,
+    /// A new key signs only once it is this old (ms), so that every process
+    /// and every JWKS client has loaded it by then. Keep it above the key
+    /// poll interval (`auth.revocation_poll_ms`) and JWKS cache time.
+    pub activation_ms: u64,
+    /// Rotate automatically once the newest key is this old (seconds);
+    /// 0: only when asked (`bowchat admin keys rotate`).
+    pub rotate_after_secs: u64,
+}
+
+impl KeyOptions {
+    /// Defaults around `kek`: activation after 10 s, rotation every 30 days.
+    pub fn new(kek: Kek) -> Self {
+        Self {
+            kek,
+            activation_ms: 10_000,
+            rotate_after_secs: 30 * 24 * 3600,
+        }
+    }
+}
+
+/// How long a process may keep signing with a key after its successor became
+/// active (it learns of the successor at its next key poll): the margin
+/// before the old key retires.
+const RETIRE_MARGIN_MS: Millis = 60_000;
+
 pub struct AuthService {
     repo: Arc<dyn AuthRepository>,
     config: TokenConfig,
     policy: PasswordPolicy,
-    key: SigningKey,
+    key_options: KeyOptions,
+    /// The signing keys in use; replaced whole by `sync_keys`.
+    ring: RwLock<Arc<KeyRing>>,
     /// Hash of a random password under the current policy; logins for unknown
     /// emails verify against it so they take as long as real ones.
     dummy_hash: String,
@@ -88,26 +127,18 @@ pub struct AuthService {
 }
 
 impl AuthService {
-    /// Loads the newest signing key from the repository, or creates and stores
-    /// one on first start (so restarts keep issued tokens valid).
+    /// Loads the signing keys from the repository (creating the first one
+    /// on a fresh store, so restarts keep issued tokens valid) and opens them
+    /// with `keys.kek`: a KEK that does not open them fails here with
+    /// `SigningKeys(WrongKek)`.
     pub async fn start(
         repo: Arc<dyn AuthRepository>,
         config: TokenConfig,
         policy: PasswordPolicy,
+        keys: KeyOptions,
     ) -> Result<AuthService, AuthError> {
         // Fails early on impossible argon2 parameters.
         policy.hasher()?;
-        let key = match repo.signing_key().await? {
-            Some(key) => key,
-            None => {
-                let candidate = SigningKey::generate();
-                let key = repo.first_signing_key(&candidate, now_millis()).await?;
-                if key.kid == candidate.kid {
-                    tracing::info!(kid = %key.kid, "created a new access-token signing key");
-                }
-                key
-            }
-        };
         let slots = std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(2)
@@ -123,15 +154,111 @@ impl AuthService {
             repo,
             config,
             policy,
-            key,
+            key_options: keys,
+            ring: RwLock::new(Arc::new(KeyRing::default())),
             dummy_hash,
             hash_slots,
             throttle: Throttle::default(),
             revocations: Revocations::default(),
         };
+        service.sync_keys().await?;
         // Sessions another process ended recently are denied from the start.
         service.sync_revocations().await?;
         Ok(service)
+    }
+
+    /// When keys start signing and retire under this configuration.
+    pub fn key_times(&self) -> KeyTimes {
+        key_times(&self.key_options, self.token_lifetime_ms())
+    }
+
+    fn ring(&self) -> Arc<KeyRing> {
+        // A poisoned lock only means a panic between two whole-Arc swaps.
+        self.ring
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    /// Reads the stored signing keys into the key ring: creates the first
+    /// key on an empty store, rotates when the newest key is older than
+    /// `rotate_after_secs` (once for all processes: the store adds a key
+    /// only if no other process added one meanwhile), opens keys not seen
+    /// before, and deletes retired ones. Called at start and with every
+    /// revocation poll.
+    pub async fn sync_keys(&self) -> Result<(), AuthError> {
+        let now = now_millis();
+        let kek = &self.key_options.kek;
+        let mut stored = self.repo.signing_keys().await?;
+        let rotate_after_ms = secs_to_ms(self.key_options.rotate_after_secs);
+        let due = match stored.last() {
+            None => Some(Millis::MIN),
+            Some(newest)
+                if rotate_after_ms > 0
+                    && newest.created_at.saturating_add(rotate_after_ms) <= now =>
+            {
+                Some(now.saturating_sub(rotate_after_ms).saturating_add(1))
+            }
+            Some(_) => None,
+        };
+        if let Some(unless_since) = due {
+            // Never add a key next to keys this KEK cannot open: it would
+            // split the processes into two camps.
+            for key in &stored {
+                SigningKey::open(key, kek)?;
+            }
+            let candidate = SigningKey::generate(now)?.seal(kek)?;
+            if self.repo.add_signing_key(&candidate, unless_since).await? {
+                tracing::info!(kid = %candidate.kid, first = stored.is_empty(), "created an access-token signing key");
+            }
+            stored = self.repo.signing_keys().await?;
+        }
+        let current = self.ring();
+        let mut opened = Vec::with_capacity(stored.len());
+        for key in &stored {
+            let known = current
+                .keys()
+                .iter()
+                .find(|k| k.kid() == key.kid && k.public_key() == key.public_key.as_slice());
+            opened.push(match known {
+                Some(k) => k.clone(),
+                None => SigningKey::open(key, kek)?,
+            });
+        }
+        let ring = KeyRing::new(opened);
+        let times = self.key_times();
+        let retired = ring.retired(now, &times);
+        let ring = if retired.is_empty() {
+            ring
+        } else {
+            self.repo.delete_signing_keys(&retired).await?;
+            tracing::info!(kids = ?retired, "deleted retired access-token signing keys");
+            KeyRing::new(
+                ring.keys()
+                    .iter()
+                    .filter(|k| !retired.iter().any(|r| r == k.kid()))
+                    .cloned()
+                    .collect(),
+            )
+        };
+        *self
+            .ring
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(ring);
+        Ok(())
+    }
+
+    /// The public keys that verify access tokens now, for
+    /// `GET /.well-known/jwks.json`.
+    pub fn jwks(&self) -> jsonwebtoken::jwk::JwkSet {
+        self.ring().jwks(now_millis(), &self.key_times())
+    }
+
+    /// The `kid` new access tokens are signed with now.
+    pub fn signing_kid(&self) -> Option<String> {
+        self.ring()
+            .signing(now_millis(), &self.key_times())
+            .map(|k| k.kid().to_string())
     }
 
     /// Replaces the default throttle (local counters, default rules).
@@ -339,7 +466,12 @@ impl AuthService {
     /// `exp`) and that its session has not ended. Synchronous and cheap:
     /// call it on every request.
     pub fn verify_access(&self, token: &str) -> Result<AccessClaims, AuthError> {
-        let claims = decode_access(token, std::slice::from_ref(&self.key), &self.config)?;
+        let ring = self.ring();
+        let claims = decode_access(
+            token,
+            ring.verifying(now_millis(), &self.key_times()),
+            &self.config,
+        )?;
         if self.session_revoked(&claims.sid) {
             return Err(AuthError::TokenRevoked);
         }
@@ -447,21 +579,49 @@ impl AuthService {
     }
 
     fn session(&self, user: &User, refresh_token: String, sid: &str) -> Result<Session, AuthError> {
-        let claims = AccessClaims::new(
-            user.id,
-            &user.display_name,
-            &self.config,
-            now_millis() / 1000,
-            sid,
-        );
+        let now = now_millis();
+        let claims = AccessClaims::new(user.id, &user.display_name, &self.config, now / 1000, sid);
+        let ring = self.ring();
+        let key = ring
+            .signing(now, &self.key_times())
+            .ok_or_else(|| AuthError::Unavailable("no access-token signing key".to_string()))?;
         Ok(Session {
-            access_token: encode_access(&claims, &self.key)?,
+            access_token: encode_access(&claims, key)?,
             token_type: "Bearer".to_string(),
             expires_in: self.config.access_ttl_secs,
             refresh_token,
             user: PublicUser::from(user),
         })
     }
+}
+
+fn secs_to_ms(secs: u64) -> Millis {
+    i64::try_from(secs.saturating_mul(1000)).unwrap_or(i64::MAX)
+}
+
+fn key_times(options: &KeyOptions, token_lifetime_ms: Millis) -> KeyTimes {
+    KeyTimes {
+        activation_ms: i64::try_from(options.activation_ms).unwrap_or(i64::MAX),
+        retire_after_ms: token_lifetime_ms.saturating_add(RETIRE_MARGIN_MS),
+    }
+}
+
+/// Adds a new signing key at once (`bowchat admin keys rotate`): it signs
+/// from `activation_ms` later, on every process, and the older keys keep
+/// verifying until their tokens have expired. Refused when `kek` does not
+/// open the stored keys (a key sealed under another KEK would split the
+/// processes). Returns the new key as stored.
+pub async fn rotate_signing_key(
+    repo: &dyn AuthRepository,
+    kek: &Kek,
+) -> Result<StoredSigningKey, AuthError> {
+    for key in repo.signing_keys().await? {
+        SigningKey::open(&key, kek)?;
+    }
+    let key = SigningKey::generate(now_millis())?.seal(kek)?;
+    repo.add_signing_key(&key, Millis::MAX).await?;
+    tracing::info!(kid = %key.kid, "rotated the access-token signing key");
+    Ok(key)
 }
 
 /// Runs CPU-heavy work on the blocking pool once a slot is free.

@@ -3,13 +3,29 @@
 use std::sync::Arc;
 
 use super::*;
+use crate::keys::KeyError;
 use crate::memory::InMemoryAuthRepository;
+
+/// One KEK for every process of a test (they share the store); new keys
+/// sign at once.
+fn keys() -> KeyOptions {
+    static KEK: std::sync::OnceLock<Kek> = std::sync::OnceLock::new();
+    KeyOptions {
+        activation_ms: 0,
+        ..KeyOptions::new(KEK.get_or_init(|| Kek::generate().expect("kek")).clone())
+    }
+}
 
 async fn service_with(config: TokenConfig) -> (AuthService, Arc<InMemoryAuthRepository>) {
     let repo = Arc::new(InMemoryAuthRepository::new());
-    let service = AuthService::start(repo.clone(), config, PasswordPolicy::fast_for_tests())
-        .await
-        .expect("start");
+    let service = AuthService::start(
+        repo.clone(),
+        config,
+        PasswordPolicy::fast_for_tests(),
+        keys(),
+    )
+    .await
+    .expect("start");
     (service, repo)
 }
 
@@ -381,6 +397,7 @@ async fn another_process_learns_revocations_by_polling() {
         repo.clone(),
         TokenConfig::default(),
         PasswordPolicy::fast_for_tests(),
+        keys(),
     )
     .await
     .expect("second process");
@@ -399,6 +416,7 @@ async fn another_process_learns_revocations_by_polling() {
         repo,
         TokenConfig::default(),
         PasswordPolicy::fast_for_tests(),
+        keys(),
     )
     .await
     .expect("third process");
@@ -515,6 +533,7 @@ async fn signing_key_survives_a_restart() {
         repo,
         TokenConfig::default(),
         PasswordPolicy::fast_for_tests(),
+        keys(),
     )
     .await
     .expect("restart");
@@ -540,7 +559,7 @@ async fn start_rejects_impossible_argon2_parameters() {
         memory_kib: 0,
         ..PasswordPolicy::default()
     };
-    let started = AuthService::start(repo, TokenConfig::default(), policy).await;
+    let started = AuthService::start(repo, TokenConfig::default(), policy, keys()).await;
     assert_eq!(started.err().map(|e| e.code()), Some("UNAVAILABLE"));
 }
 
@@ -555,4 +574,152 @@ fn email_normalisation() {
         Ok(254)
     );
     assert!(normalize_email(&format!("{}@x.io", "a".repeat(250))).is_err());
+}
+
+fn kid_of(token: &str) -> String {
+    jsonwebtoken::decode_header(token)
+        .expect("header")
+        .kid
+        .expect("kid")
+}
+
+#[tokio::test]
+async fn a_rotation_signs_new_tokens_with_the_new_key_and_old_tokens_still_verify() {
+    let (a, repo) = service_with(TokenConfig::default()).await;
+    let before = a
+        .register("ada@example.com", "password123", None)
+        .await
+        .expect("register");
+    let old_kid = kid_of(&before.access_token);
+    assert_eq!(a.signing_kid(), Some(old_kid.clone()));
+
+    let new = rotate_signing_key(repo.as_ref(), &keys().kek)
+        .await
+        .expect("rotate");
+    assert_ne!(new.kid, old_kid);
+    // Another process learns of the key at its next poll.
+    a.sync_keys().await.expect("sync");
+    let after = a
+        .login("ada@example.com", "password123")
+        .await
+        .expect("login");
+    assert_eq!(kid_of(&after.access_token), new.kid);
+    assert!(a.verify_access(&before.access_token).is_ok());
+    assert!(a.verify_access(&after.access_token).is_ok());
+    let jwks = a.jwks();
+    assert_eq!(jwks.keys.len(), 2);
+    assert!(jwks.find(&old_kid).is_some() && jwks.find(&new.kid).is_some());
+
+    // A process started now verifies both and signs with the new key.
+    let b = AuthService::start(
+        repo.clone(),
+        TokenConfig::default(),
+        PasswordPolicy::fast_for_tests(),
+        keys(),
+    )
+    .await
+    .expect("second process");
+    assert_eq!(b.signing_kid(), Some(new.kid.clone()));
+    assert!(b.verify_access(&before.access_token).is_ok());
+}
+
+#[tokio::test]
+async fn a_new_key_signs_only_after_the_activation_delay() {
+    let repo = Arc::new(InMemoryAuthRepository::new());
+    let slow = KeyOptions {
+        activation_ms: 3_600_000,
+        ..keys()
+    };
+    let a = AuthService::start(
+        repo.clone(),
+        TokenConfig::default(),
+        PasswordPolicy::fast_for_tests(),
+        slow,
+    )
+    .await
+    .expect("start");
+    let first = a.signing_kid().expect("first key signs at once");
+    let new = rotate_signing_key(repo.as_ref(), &keys().kek)
+        .await
+        .expect("rotate");
+    a.sync_keys().await.expect("sync");
+    assert_eq!(a.signing_kid(), Some(first), "not active yet");
+    // ...but it is already published, for verifiers to fetch.
+    assert!(a.jwks().find(&new.kid).is_some());
+}
+
+#[tokio::test]
+async fn expired_keys_are_pruned_and_an_old_key_rotates_automatically() {
+    let repo = Arc::new(InMemoryAuthRepository::new());
+    let kek = keys().kek;
+    let now = now_millis();
+    let hour = 3_600_000;
+    let oldest = SigningKey::generate(now - 3 * hour).expect("key");
+    let old = SigningKey::generate(now - 2 * hour).expect("key");
+    for key in [&oldest, &old] {
+        repo.add_signing_key(&key.seal(&kek).expect("seal"), Millis::MAX)
+            .await
+            .expect("store");
+    }
+    let options = KeyOptions {
+        rotate_after_secs: 3600,
+        ..keys()
+    };
+    let start = || {
+        AuthService::start(
+            repo.clone(),
+            TokenConfig::default(),
+            PasswordPolicy::fast_for_tests(),
+            options.clone(),
+        )
+    };
+    let (a, b) = tokio::join!(start(), start());
+    let (a, b) = (a.expect("start"), b.expect("start"));
+    let stored = repo.signing_keys().await.expect("keys");
+    // `oldest` has been superseded for 2 h (> 15 min of token life plus
+    // margins): deleted. `old` is older than an hour: one new key for both
+    // processes, and `old` still verifies the tokens it signed.
+    assert_eq!(stored.len(), 2, "{stored:?}");
+    assert_eq!(stored[0].kid, old.kid());
+    let newest = stored[1].kid.clone();
+    assert_eq!(a.signing_kid(), Some(newest.clone()));
+    b.sync_keys().await.expect("sync");
+    assert_eq!(b.signing_kid(), Some(newest));
+    let kids: Vec<String> = a
+        .jwks()
+        .keys
+        .iter()
+        .filter_map(|k| k.common.key_id.clone())
+        .collect();
+    assert!(kids.contains(&old.kid().to_string()));
+    assert!(!kids.contains(&oldest.kid().to_string()));
+    let claims = AccessClaims::new(1, "a", &TokenConfig::default(), now / 1000, "s");
+    let by_old = crate::tokens::encode_access(&claims, &old).expect("sign");
+    let by_oldest = crate::tokens::encode_access(&claims, &oldest).expect("sign");
+    assert!(a.verify_access(&by_old).is_ok());
+    assert_eq!(code(a.verify_access(&by_oldest)), "TOKEN_INVALID");
+}
+
+#[tokio::test]
+async fn a_wrong_kek_is_refused_at_start_with_a_typed_error() {
+    let (_, repo) = service_with(TokenConfig::default()).await;
+    let kid = repo.signing_keys().await.expect("keys")[0].kid.clone();
+    let other = KeyOptions::new(Kek::generate().expect("kek"));
+    let started = AuthService::start(
+        repo.clone(),
+        TokenConfig::default(),
+        PasswordPolicy::fast_for_tests(),
+        other.clone(),
+    )
+    .await;
+    assert_eq!(
+        started.err(),
+        Some(AuthError::SigningKeys(KeyError::WrongKek { kid }))
+    );
+    // Nor can a rotation with it add a key no other process could open.
+    assert!(matches!(
+        rotate_signing_key(repo.as_ref(), &other.kek).await,
+        Err(AuthError::SigningKeys(KeyError::WrongKek { .. }))
+    ));
+    assert_eq!(repo.signing_keys().await.expect("keys").len(), 1);
 }

@@ -1,9 +1,11 @@
-//! Access tokens (HS256 JWTs) and refresh tokens (opaque random strings).
+//! Access tokens (EdDSA JWTs, Ed25519 keys from `crate::keys`) and refresh
+//! tokens (opaque random strings).
 //!
 //! Access tokens carry the signing key's `kid` in the header. Decoding pins
-//! the algorithm to HS256 (so `alg: none`, other HMAC sizes and RSA/EC
-//! "algorithm confusion" tokens are rejected), requires a known `kid`, and
-//! checks `iss`, `aud` and `exp` (with a small leeway for clock skew).
+//! the algorithm to EdDSA (so `alg: none`, HS256 "algorithm confusion" tokens
+//! keyed with the public key, and every other algorithm are rejected),
+//! requires a known `kid`, and checks `iss`, `aud` and `exp` (with a small
+//! leeway for clock skew).
 //!
 //! Refresh tokens are 32 random bytes in base64url; only their SHA-256 (hex)
 //! is ever stored, so a leaked database cannot be replayed.
@@ -12,11 +14,12 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use bowchat_model::UserId;
 use jsonwebtoken::errors::ErrorKind;
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use jsonwebtoken::{Algorithm, Header, Validation};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::keys::SigningKey;
 use crate::AuthError;
 
 /// Who issues access tokens, for whom, and how long tokens live.
@@ -44,36 +47,6 @@ impl Default for TokenConfig {
             leeway_secs: 5,
             refresh_reuse_grace_secs: 10,
         }
-    }
-}
-
-/// An HMAC key for access tokens, named by `kid` in every token it signs.
-#[derive(Clone, PartialEq, Eq)]
-pub struct SigningKey {
-    pub kid: String,
-    pub secret: Vec<u8>,
-}
-
-impl SigningKey {
-    /// A fresh key: 32 bytes from the OS RNG (the HS256 output size, the
-    /// minimum RFC 7518 asks for) and a random `kid`.
-    pub fn generate() -> Self {
-        let mut secret = vec![0u8; 32];
-        rand::rngs::OsRng.fill_bytes(&mut secret);
-        Self {
-            kid: uuid::Uuid::new_v4().simple().to_string(),
-            secret,
-        }
-    }
-}
-
-/// Never print the secret, not even in debug logs.
-impl std::fmt::Debug for SigningKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SigningKey")
-            .field("kid", &self.kid)
-            .field("secret", &"<redacted>")
-            .finish()
     }
 }
 
@@ -132,48 +105,52 @@ fn secs_i64(secs: u64) -> i64 {
     i64::try_from(secs).unwrap_or(i64::MAX)
 }
 
-/// Signs `claims` with HS256 and puts the key's `kid` in the header.
+/// The one algorithm access tokens are signed and verified with.
+pub const ACCESS_ALG: Algorithm = Algorithm::EdDSA;
+
+/// Signs `claims` with EdDSA and puts the key's `kid` in the header.
 pub fn encode_access(claims: &AccessClaims, key: &SigningKey) -> Result<String, AuthError> {
-    let mut header = Header::new(Algorithm::HS256);
-    header.kid = Some(key.kid.clone());
-    jsonwebtoken::encode(&header, claims, &EncodingKey::from_secret(&key.secret))
+    let mut header = Header::new(ACCESS_ALG);
+    header.kid = Some(key.kid().to_string());
+    jsonwebtoken::encode(&header, claims, key.encoding())
         .map_err(|e| AuthError::Unavailable(format!("cannot sign access token: {e}")))
 }
 
-/// Verifies an access token against the known `keys` and `config`, using the
-/// system clock. Every failure but expiry is `TokenInvalid`: a client learns
-/// nothing about which check failed.
-pub fn decode_access(
+/// Verifies an access token against the verifying `keys` and `config`,
+/// using the system clock. Every failure but expiry is `TokenInvalid`: a
+/// client learns nothing about which check failed.
+pub fn decode_access<'k>(
     token: &str,
-    keys: &[SigningKey],
+    keys: impl IntoIterator<Item = &'k SigningKey>,
     config: &TokenConfig,
 ) -> Result<AccessClaims, AuthError> {
     // The header is read before the signature is checked, only to pick the
-    // key; the algorithm it names is not trusted (Validation pins HS256).
+    // key; the algorithm it names is not trusted (Validation pins EdDSA).
     let header = jsonwebtoken::decode_header(token).map_err(|_| AuthError::TokenInvalid)?;
+    if header.alg != ACCESS_ALG {
+        return Err(AuthError::TokenInvalid);
+    }
     let kid = header.kid.ok_or(AuthError::TokenInvalid)?;
     let key = keys
-        .iter()
-        .find(|k| k.kid == kid)
+        .into_iter()
+        .find(|k| k.kid() == kid)
         .ok_or(AuthError::TokenInvalid)?;
 
-    let mut validation = Validation::new(Algorithm::HS256);
-    validation.algorithms = vec![Algorithm::HS256];
+    let mut validation = Validation::new(ACCESS_ALG);
+    validation.algorithms = vec![ACCESS_ALG];
     validation.set_issuer(&[config.issuer.as_str()]);
     validation.set_audience(&[config.audience.as_str()]);
     validation.set_required_spec_claims(&["exp", "iat", "iss", "aud", "sub"]);
     validation.validate_exp = true;
     validation.leeway = config.leeway_secs;
 
-    let data = jsonwebtoken::decode::<AccessClaims>(
-        token,
-        &DecodingKey::from_secret(&key.secret),
-        &validation,
-    )
-    .map_err(|e| match e.kind() {
-        ErrorKind::ExpiredSignature => AuthError::TokenExpired,
-        _ => AuthError::TokenInvalid,
-    })?;
+    let data =
+        jsonwebtoken::decode::<AccessClaims>(token, key.decoding(), &validation).map_err(|e| {
+            match e.kind() {
+                ErrorKind::ExpiredSignature => AuthError::TokenExpired,
+                _ => AuthError::TokenInvalid,
+            }
+        })?;
     let claims = data.claims;
     // A token "issued" in the future was not made by this clock.
     let now = secs_i64(jsonwebtoken::get_current_timestamp());
@@ -236,6 +213,8 @@ pub fn hash_refresh_token(token: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use jsonwebtoken::EncodingKey;
+
     use super::*;
 
     fn now() -> i64 {
@@ -246,8 +225,12 @@ mod tests {
         URL_SAFE_NO_PAD.encode(json.to_string())
     }
 
+    fn new_key() -> SigningKey {
+        SigningKey::generate(0).expect("key")
+    }
+
     fn setup() -> (SigningKey, TokenConfig, AccessClaims) {
-        let key = SigningKey::generate();
+        let key = new_key();
         let config = TokenConfig::default();
         let claims = AccessClaims::new(42, "Ada", &config, now(), "sid-1");
         (key, config, claims)
@@ -258,7 +241,19 @@ mod tests {
         key: &SigningKey,
         config: &TokenConfig,
     ) -> Result<AccessClaims, AuthError> {
-        decode_access(token, std::slice::from_ref(key), config)
+        decode_access(token, [key], config)
+    }
+
+    /// `header.payload.signature` with the signature made by `sign`.
+    fn hand_made(
+        header: &serde_json::Value,
+        payload: &serde_json::Value,
+        key: &EncodingKey,
+        alg: Algorithm,
+    ) -> String {
+        let message = format!("{}.{}", b64(header), b64(payload));
+        let sig = jsonwebtoken::crypto::sign(message.as_bytes(), key, alg).expect("sign");
+        format!("{message}.{sig}")
     }
 
     #[test]
@@ -268,8 +263,8 @@ mod tests {
         assert_eq!(decode_one(&token, &key, &config), Ok(claims.clone()));
 
         let header = jsonwebtoken::decode_header(&token).expect("header");
-        assert_eq!(header.alg, Algorithm::HS256);
-        assert_eq!(header.kid.as_deref(), Some(key.kid.as_str()));
+        assert_eq!(header.alg, Algorithm::EdDSA);
+        assert_eq!(header.kid.as_deref(), Some(key.kid()));
         let payload = token.split('.').nth(1).expect("payload");
         let json: serde_json::Value =
             serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).expect("b64")).expect("json");
@@ -282,9 +277,11 @@ mod tests {
     #[test]
     fn any_of_several_keys_verifies_by_kid() {
         let (key, config, claims) = setup();
-        let other = SigningKey::generate();
+        let other = new_key();
         let token = encode_access(&claims, &key).expect("encode");
-        assert!(decode_access(&token, &[other, key], &config).is_ok());
+        assert!(decode_access(&token, [&other, &key], &config).is_ok());
+        let other_token = encode_access(&claims, &other).expect("encode");
+        assert!(decode_access(&other_token, [&other, &key], &config).is_ok());
     }
 
     #[test]
@@ -292,7 +289,7 @@ mod tests {
         let (key, config, claims) = setup();
         let claims = serde_json::to_value(&claims).expect("json");
         for alg in ["none", "None", "NONE"] {
-            let header = serde_json::json!({ "alg": alg, "typ": "JWT", "kid": key.kid });
+            let header = serde_json::json!({ "alg": alg, "typ": "JWT", "kid": key.kid() });
             for sig in ["", "x"] {
                 let token = format!("{}.{}.{}", b64(&header), b64(&claims), sig);
                 assert_eq!(
@@ -304,32 +301,50 @@ mod tests {
         }
     }
 
+    /// The classic algorithm confusion: HS256 keyed with the public key
+    /// (which anyone can fetch from the JWKS), in every encoding a verifier
+    /// might use as the HMAC secret.
     #[test]
-    fn other_algorithms_are_rejected() {
+    fn hs256_signed_with_the_public_key_is_rejected() {
         let (key, config, claims) = setup();
-        for alg in [Algorithm::HS384, Algorithm::HS512] {
-            let mut header = Header::new(alg);
-            header.kid = Some(key.kid.clone());
-            let token =
-                jsonwebtoken::encode(&header, &claims, &EncodingKey::from_secret(&key.secret))
-                    .expect("encode");
+        let payload = serde_json::to_value(&claims).expect("json");
+        let x = URL_SAFE_NO_PAD.encode(key.public_key());
+        let jwk = serde_json::to_string(&key.jwk()).expect("jwk");
+        let secrets: Vec<Vec<u8>> = vec![
+            key.public_key().to_vec(),
+            x.clone().into_bytes(),
+            jwk.into_bytes(),
+        ];
+        for alg in [Algorithm::HS256, Algorithm::HS384, Algorithm::HS512] {
+            for secret in &secrets {
+                let header = serde_json::json!({
+                    "alg": format!("{alg:?}"), "typ": "JWT", "kid": key.kid()
+                });
+                let token = hand_made(&header, &payload, &EncodingKey::from_secret(secret), alg);
+                assert_eq!(
+                    decode_one(&token, &key, &config),
+                    Err(AuthError::TokenInvalid),
+                    "{alg:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn other_algorithm_names_over_a_valid_signature_are_rejected() {
+        let (key, config, claims) = setup();
+        let good = encode_access(&claims, &key).expect("encode");
+        let signature = good.rsplit('.').next().expect("sig");
+        let claims_json = serde_json::to_value(&claims).expect("json");
+        for alg in ["RS256", "ES256", "HS256", "PS256", "Ed25519", "eddsa"] {
+            let header = serde_json::json!({ "alg": alg, "typ": "JWT", "kid": key.kid() });
+            let token = format!("{}.{}.{}", b64(&header), b64(&claims_json), signature);
             assert_eq!(
                 decode_one(&token, &key, &config),
                 Err(AuthError::TokenInvalid),
-                "{alg:?}"
+                "{alg}"
             );
         }
-        // RS256 header over an HMAC signature with the shared secret: the
-        // classic algorithm-confusion attack.
-        let good = encode_access(&claims, &key).expect("encode");
-        let signature = good.rsplit('.').next().expect("sig");
-        let header = serde_json::json!({ "alg": "RS256", "typ": "JWT", "kid": key.kid });
-        let claims_json = serde_json::to_value(&claims).expect("json");
-        let token = format!("{}.{}.{}", b64(&header), b64(&claims_json), signature);
-        assert_eq!(
-            decode_one(&token, &key, &config),
-            Err(AuthError::TokenInvalid)
-        );
     }
 
     #[test]
@@ -362,11 +377,8 @@ mod tests {
             Err(AuthError::TokenInvalid)
         );
 
-        // Signed with a different secret under the same kid.
-        let impostor = SigningKey {
-            kid: key.kid.clone(),
-            secret: vec![7u8; 32],
-        };
+        // Signed by another key pair under the same kid.
+        let impostor = new_key().with_kid(key.kid());
         let token4 = encode_access(&claims, &impostor).expect("encode");
         assert_eq!(
             decode_one(&token4, &key, &config),
@@ -438,19 +450,15 @@ mod tests {
     #[test]
     fn unknown_or_missing_kid_is_rejected() {
         let (key, config, claims) = setup();
-        let stranger = SigningKey::generate();
+        let stranger = new_key();
         let token = encode_access(&claims, &stranger).expect("encode");
         assert_eq!(
             decode_one(&token, &key, &config),
             Err(AuthError::TokenInvalid)
         );
 
-        let no_kid = jsonwebtoken::encode(
-            &Header::new(Algorithm::HS256),
-            &claims,
-            &EncodingKey::from_secret(&key.secret),
-        )
-        .expect("encode");
+        let no_kid = jsonwebtoken::encode(&Header::new(Algorithm::EdDSA), &claims, key.encoding())
+            .expect("encode");
         assert_eq!(
             decode_one(&no_kid, &key, &config),
             Err(AuthError::TokenInvalid)
@@ -461,16 +469,9 @@ mod tests {
     fn missing_or_malformed_claims_are_rejected() {
         let (key, config, claims) = setup();
         let full = serde_json::to_value(&claims).expect("json");
-        let header = serde_json::json!({ "alg": "HS256", "typ": "JWT", "kid": key.kid });
+        let header = serde_json::json!({ "alg": "EdDSA", "typ": "JWT", "kid": key.kid() });
         let sign = |payload: &serde_json::Value| {
-            let message = format!("{}.{}", b64(&header), b64(payload));
-            let sig = jsonwebtoken::crypto::sign(
-                message.as_bytes(),
-                &EncodingKey::from_secret(&key.secret),
-                Algorithm::HS256,
-            )
-            .expect("sign");
-            format!("{message}.{sig}")
+            hand_made(&header, payload, key.encoding(), Algorithm::EdDSA)
         };
         // Sanity: the hand-built token is accepted when complete.
         assert!(decode_one(&sign(&full), &key, &config).is_ok());
@@ -520,18 +521,5 @@ mod tests {
         assert_ne!(wrong, next);
         assert_eq!(unseal_successor(&old, "zz"), None);
         assert_eq!(unseal_successor(&old, "abcd"), None);
-    }
-
-    #[test]
-    fn debug_hides_the_secret() {
-        let key = SigningKey {
-            kid: "k1".into(),
-            secret: vec![0xAB; 32],
-        };
-        let shown = format!("{key:?}");
-        assert!(
-            shown.contains("k1") && !shown.contains("171") && !shown.contains("ab"),
-            "{shown}"
-        );
     }
 }

@@ -1,6 +1,7 @@
-//! `bowchat admin ...`: one-shot operations on the cluster's Kafka topics,
-//! using the same `bus.kafka` settings as the servers (so the topic prefix and
-//! brokers always agree with what `serve` uses).
+//! `bowchat admin ...`: one-shot operations on the cluster's Kafka topics and
+//! on the access-token signing keys, using the same settings as the servers
+//! (so the topic prefix, brokers, database and key-encryption key always
+//! agree with what `serve` uses).
 
 use bowchat_auction::role::AuctionRoleConfig;
 use bowchat_bus::{partition_for, topics};
@@ -19,6 +20,23 @@ pub enum AdminCommand {
     /// Dead-letter topics.
     #[command(subcommand)]
     Dlt(DltCommand),
+    /// Access-token signing keys (in the database, sealed with the
+    /// key-encryption key).
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Subcommand)]
+pub enum KeysCommand {
+    /// Add a new signing key. Every process loads it within
+    /// `auth.revocation_poll_ms` and signs with it once it is
+    /// `auth.signing_key_activation_ms` old; older keys keep verifying until
+    /// their tokens have expired. Refused if the configured key-encryption
+    /// key does not open the stored keys.
+    Rotate,
+    /// List the stored signing keys, oldest first, and whether the
+    /// configured key-encryption key opens them.
+    List,
 }
 
 #[derive(Subcommand)]
@@ -55,6 +73,7 @@ pub enum DltCommand {
 
 pub async fn run(mut config: Config, command: AdminCommand) -> anyhow::Result<()> {
     match command {
+        AdminCommand::Keys(command) => return keys(&config, command).await,
         AdminCommand::Topics(TopicsCommand::Ensure { partitions }) => {
             if let Some(p) = partitions {
                 config.bus.kafka.partitions = p;
@@ -122,6 +141,41 @@ pub async fn run(mut config: Config, command: AdminCommand) -> anyhow::Result<()
         }
     }
     Ok(())
+}
+
+async fn keys(config: &Config, command: KeysCommand) -> anyhow::Result<()> {
+    let options = crate::serve::key_options(config)?;
+    let store = Store::open(config).await?;
+    let repo = store.auth();
+    let outcome = match command {
+        KeysCommand::Rotate => bowchat_auth::rotate_signing_key(repo.as_ref(), &options.kek)
+            .await
+            .map(|key| {
+                println!(
+                    "added signing key {} (alg {}); it signs from {} ms from now",
+                    key.kid, key.alg, options.activation_ms
+                )
+            })
+            .map_err(anyhow::Error::from),
+        KeysCommand::List => match repo.signing_keys().await {
+            Ok(keys) => {
+                for key in keys {
+                    let opens = match bowchat_auth::SigningKey::open(&key, &options.kek) {
+                        Ok(_) => "opens".to_string(),
+                        Err(e) => format!("does not open: {e}"),
+                    };
+                    println!(
+                        "{} {} created_at={} {opens}",
+                        key.kid, key.alg, key.created_at
+                    );
+                }
+                Ok(())
+            }
+            Err(e) => Err(e.into()),
+        },
+    };
+    store.close().await;
+    outcome
 }
 
 /// Live auctions whose commands would go to another partition of

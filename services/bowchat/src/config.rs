@@ -96,6 +96,21 @@ pub struct AuthConfig {
     /// (logout, revoked families) into its deny list; a revocation made by
     /// this process applies at once.
     pub revocation_poll_ms: u64,
+    /// Key-encryption key: base64 of 32 bytes (`openssl rand -base64 32`).
+    /// Seals the private access-token signing keys in the database
+    /// (AES-256-GCM); every process sharing a database needs the same one.
+    /// Unset: read from `<data_dir>/signing-kek`, created there (mode 0600)
+    /// if missing — fine for embedded mode, not for processes on several
+    /// hosts. Prefer the environment (`BOWCHAT_AUTH__KEY_ENCRYPTION_KEY`,
+    /// from a Kubernetes Secret) over a file.
+    pub key_encryption_key: Option<String>,
+    /// Rotate the access-token signing key automatically once the newest is
+    /// this old (seconds); 0: only with `bowchat admin keys rotate`.
+    pub signing_key_rotate_after_secs: u64,
+    /// A new signing key signs only once it is this old (ms); until then it
+    /// is published in the JWKS and loaded by every process (which read keys
+    /// every `revocation_poll_ms`), so tokens it signs verify everywhere.
+    pub signing_key_activation_ms: u64,
     /// Login and registration throttling (`[auth.throttle.account|ip|register]`).
     pub throttle: bowchat_auth::ThrottleConfig,
     /// Social login providers and the flow's limits (`[auth.social]`).
@@ -119,6 +134,9 @@ impl Default for AuthConfig {
             argon2_parallelism: policy.parallelism,
             refresh_reuse_grace_secs: tokens.refresh_reuse_grace_secs,
             revocation_poll_ms: 1_000,
+            key_encryption_key: None,
+            signing_key_rotate_after_secs: 30 * 24 * 3600,
+            signing_key_activation_ms: 120_000,
             throttle: bowchat_auth::ThrottleConfig::default(),
             social: bowchat_social::SocialConfig::default(),
         }
@@ -405,6 +423,10 @@ impl Config {
         if self.auth.revocation_poll_ms < 100 {
             return Err("auth.revocation_poll_ms must be at least 100".into());
         }
+        if let Some(kek) = &self.auth.key_encryption_key {
+            bowchat_auth::Kek::from_base64(kek)
+                .map_err(|e| format!("auth.key_encryption_key: {e}"))?;
+        }
         for (name, rule) in [
             ("account", &self.auth.throttle.account),
             ("ip", &self.auth.throttle.ip),
@@ -470,6 +492,9 @@ impl Config {
         config.store.postgres.url = redact_url_password(&config.store.postgres.url);
         config.chat_history.mongodb.url = redact_url_password(&config.chat_history.mongodb.url);
         config.ephemeral.redis.url = redact_url_password(&config.ephemeral.redis.url);
+        if config.auth.key_encryption_key.is_some() {
+            config.auth.key_encryption_key = Some("<redacted>".into());
+        }
         for provider in config.auth.social.providers.values_mut() {
             if !provider.client_secret.is_empty() {
                 provider.client_secret = "<redacted>".into();

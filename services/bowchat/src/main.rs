@@ -6,6 +6,7 @@ mod admin;
 mod config;
 mod demo;
 mod fault;
+mod kek;
 mod lag;
 mod metrics;
 mod redis_state;
@@ -40,7 +41,7 @@ enum Command {
     Serve(ServeArgs),
     /// Print the effective configuration as TOML-compatible JSON and exit.
     Config,
-    /// Cluster administration (Kafka topics, dead letters).
+    /// Administration: Kafka topics, dead letters, signing keys.
     #[command(subcommand)]
     Admin(admin::AdminCommand),
 }

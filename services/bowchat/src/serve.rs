@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use bowchat_auction::results_expiry::ResultsExpiry;
 use bowchat_auction::role::{AuctionRole, AuctionRoleConfig};
-use bowchat_auth::{AuthService, PasswordPolicy, TokenConfig};
+use bowchat_auth::{AuthService, KeyOptions, PasswordPolicy, TokenConfig};
 use bowchat_bus::outbox::{run_relay, Published};
 use bowchat_bus::topics;
 use bowchat_chat::{ChatRole, ChatRoleConfig};
@@ -182,9 +182,11 @@ pub async fn serve(config: Config, roles: Vec<Role>, demo: bool) -> anyhow::Resu
         None => Arc::new(bowchat_auth::LocalAttempts::default()),
     };
     let throttle = bowchat_auth::Throttle::new(config.auth.throttle.clone(), attempts);
+    let keys = key_options(&config)?;
     let auth = Arc::new(
-        AuthService::start(auth_repo, tokens, policy)
-            .await?
+        AuthService::start(auth_repo, tokens, policy, keys)
+            .await
+            .context("starting the auth service")?
             .with_throttle(throttle),
     );
     tokio::spawn(poll_revocations(
@@ -305,6 +307,32 @@ pub async fn serve(config: Config, roles: Vec<Role>, demo: bool) -> anyhow::Resu
 
 /// Reads the sessions other processes ended into `auth`'s deny list every
 /// `every`, until the service is gone.
+/// The signing-key settings of `config`, with the key-encryption key from
+/// the configuration or from `data_dir` (see `crate::kek`).
+pub fn key_options(config: &Config) -> anyhow::Result<KeyOptions> {
+    let (kek, source) = crate::kek::load(config)?;
+    match &source {
+        crate::kek::KekSource::Config => {
+            info!("signing keys sealed with auth.key_encryption_key")
+        }
+        crate::kek::KekSource::File(path) => {
+            info!(path = %path.display(), "signing keys sealed with the key-encryption key file")
+        }
+        crate::kek::KekSource::Created(path) => info!(
+            path = %path.display(),
+            "created a key-encryption key file for the signing keys (auth.key_encryption_key is not set)"
+        ),
+    }
+    Ok(KeyOptions {
+        kek,
+        activation_ms: config.auth.signing_key_activation_ms,
+        rotate_after_secs: config.auth.signing_key_rotate_after_secs,
+    })
+}
+
+/// Reads, every `every`, the sessions other processes ended and the signing
+/// keys (a rotation by another process or by `bowchat admin keys rotate`;
+/// automatic rotation when due).
 async fn poll_revocations(auth: std::sync::Weak<AuthService>, every: Duration) {
     let mut ticker = tokio::time::interval(every);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -313,6 +341,9 @@ async fn poll_revocations(auth: std::sync::Weak<AuthService>, every: Duration) {
         let Some(auth) = auth.upgrade() else { return };
         if let Err(e) = auth.sync_revocations().await {
             warn!(error = %e, "cannot read revoked sessions; retrying");
+        }
+        if let Err(e) = auth.sync_keys().await {
+            warn!(error = %e, "cannot read the signing keys; retrying");
         }
     }
 }

@@ -53,6 +53,25 @@ pub fn routes() -> Router<AppState> {
         .route("/api/auth/logout", post(logout))
         .route("/api/me", get(me))
         .route("/api/users/{id}", get(user))
+        .route("/.well-known/jwks.json", get(jwks))
+}
+
+/// How long clients may cache the JWKS. A new signing key is published
+/// `auth.signing_key_activation_ms` before it signs (default 2 min), longer
+/// than this, so a cached set always holds the key of a fresh token.
+const JWKS_MAX_AGE_SECS: u64 = 60;
+
+/// The public keys that verify access tokens (RFC 7517 JWK Set): each with
+/// `kid`, `alg: EdDSA`, `use: sig`; never a private part. No authentication:
+/// public keys are public.
+async fn jwks(State(state): State<AppState>) -> impl IntoResponse {
+    (
+        [(
+            axum::http::header::CACHE_CONTROL,
+            format!("public, max-age={JWKS_MAX_AGE_SECS}"),
+        )],
+        Json(state.auth.jwks()),
+    )
 }
 
 #[derive(Deserialize)]

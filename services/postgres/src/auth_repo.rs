@@ -3,7 +3,7 @@
 
 use async_trait::async_trait;
 use bowchat_auth::ports::{AuthRepoError, AuthRepository, RefreshRecord, User};
-use bowchat_auth::SigningKey;
+use bowchat_auth::StoredSigningKey;
 use bowchat_model::{Millis, UserId};
 use sqlx::postgres::PgRow;
 use sqlx::{PgExecutor, Row};
@@ -25,32 +25,17 @@ impl PgAuthRepository {
     }
 }
 
-/// Advisory lock key of the first signing key's creation ("bowchat" + 1).
+/// Advisory lock key of signing-key creation, first or rotated ("bowchat" + 1).
 const SIGNING_KEY_LOCK: i64 = 0x626f_7763_6861_7401;
 
-/// The newest stored signing key, if any.
-async fn newest_key<'e>(db: impl PgExecutor<'e>) -> Result<Option<SigningKey>, AuthRepoError> {
-    let row = sqlx::query(
-        "SELECT kid, secret FROM signing_keys ORDER BY created_at DESC, stored_seq DESC LIMIT 1",
-    )
-    .fetch_optional(db)
-    .await
-    .map_err(storage_error)?;
-    let Some(row) = row else {
-        return Ok(None);
-    };
-    let key = SigningKey {
+fn key_of(row: &PgRow) -> Result<StoredSigningKey, AuthRepoError> {
+    Ok(StoredSigningKey {
         kid: row.try_get("kid").map_err(corrupt)?,
-        secret: row.try_get("secret").map_err(corrupt)?,
-    };
-    // An empty or short HMAC secret would make tokens forgeable.
-    if key.secret.len() < 32 {
-        return Err(AuthRepoError::Corrupt(format!(
-            "signing key {} is too short",
-            key.kid
-        )));
-    }
-    Ok(Some(key))
+        alg: row.try_get("alg").map_err(corrupt)?,
+        public_key: row.try_get("public_key").map_err(corrupt)?,
+        sealed_private: row.try_get("sealed_private").map_err(corrupt)?,
+        created_at: row.try_get("created_at").map_err(corrupt)?,
+    })
 }
 
 pub(crate) fn storage_error(e: sqlx::Error) -> AuthRepoError {
@@ -177,48 +162,60 @@ impl AuthRepository for PgAuthRepository {
         rows.iter().map(user_of).collect()
     }
 
-    async fn signing_key(&self) -> Result<Option<SigningKey>, AuthRepoError> {
-        newest_key(&self.store.pool).await
+    async fn signing_keys(&self) -> Result<Vec<StoredSigningKey>, AuthRepoError> {
+        let rows = sqlx::query(
+            "SELECT kid, alg, public_key, sealed_private, created_at FROM signing_keys \
+             ORDER BY created_at, stored_seq",
+        )
+        .fetch_all(&self.store.pool)
+        .await
+        .map_err(storage_error)?;
+        rows.iter().map(key_of).collect()
     }
 
-    async fn store_signing_key(&self, key: &SigningKey, now: Millis) -> Result<(), AuthRepoError> {
-        sqlx::query("INSERT INTO signing_keys (kid, secret, created_at) VALUES ($1, $2, $3)")
-            .bind(&key.kid)
-            .bind(&key.secret)
-            .bind(now)
-            .execute(&self.store.pool)
-            .await
-            .map_err(storage_error)?;
-        Ok(())
-    }
-
-    async fn first_signing_key(
+    async fn add_signing_key(
         &self,
-        key: &SigningKey,
-        now: Millis,
-    ) -> Result<SigningKey, AuthRepoError> {
+        key: &StoredSigningKey,
+        unless_created_since: Millis,
+    ) -> Result<bool, AuthRepoError> {
         let mut tx = self.store.pool.begin().await.map_err(storage_error)?;
-        // Serialises the processes creating the first key: each one after
-        // the first sees the key committed before it (READ COMMITTED reads
-        // a fresh snapshot per statement).
+        // Serialises the processes adding keys: each one after the first
+        // sees the key committed before it (READ COMMITTED reads a fresh
+        // snapshot per statement).
         sqlx::query("SELECT pg_advisory_xact_lock($1)")
             .bind(SIGNING_KEY_LOCK)
             .execute(&mut *tx)
             .await
             .map_err(storage_error)?;
-        if let Some(existing) = newest_key(&mut *tx).await? {
-            tx.commit().await.map_err(storage_error)?;
-            return Ok(existing);
+        let added = sqlx::query(
+            "INSERT INTO signing_keys (kid, alg, public_key, sealed_private, created_at) \
+             SELECT $1, $2, $3, $4, $5 \
+             WHERE NOT EXISTS (SELECT 1 FROM signing_keys WHERE created_at >= $6)",
+        )
+        .bind(&key.kid)
+        .bind(&key.alg)
+        .bind(&key.public_key)
+        .bind(&key.sealed_private)
+        .bind(key.created_at)
+        .bind(unless_created_since)
+        .execute(&mut *tx)
+        .await
+        .map_err(storage_error)?
+        .rows_affected();
+        tx.commit().await.map_err(storage_error)?;
+        Ok(added == 1)
+    }
+
+    async fn delete_signing_keys(&self, kids: &[String]) -> Result<(), AuthRepoError> {
+        if kids.is_empty() {
+            return Ok(());
         }
-        sqlx::query("INSERT INTO signing_keys (kid, secret, created_at) VALUES ($1, $2, $3)")
-            .bind(&key.kid)
-            .bind(&key.secret)
-            .bind(now)
-            .execute(&mut *tx)
+        sqlx::query("DELETE FROM signing_keys WHERE kid = ANY($1)")
+            .bind(kids)
+            .execute(&self.store.pool)
             .await
             .map_err(storage_error)?;
-        tx.commit().await.map_err(storage_error)?;
-        Ok(key.clone())
+        Ok(())
     }
 
     async fn insert_refresh(&self, record: &RefreshRecord) -> Result<(), AuthRepoError> {

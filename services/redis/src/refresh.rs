@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bowchat_auth::ports::{AuthRepoError, AuthRepository, RefreshRecord, User};
-use bowchat_auth::SigningKey;
+use bowchat_auth::StoredSigningKey;
 use bowchat_model::{Millis, UserId};
 use redis::aio::ConnectionManager;
 use redis::{AsyncCommands, Script};
@@ -197,20 +197,20 @@ impl<A: AuthRepository> AuthRepository for RedisRefreshStore<A> {
         self.inner.users(ids).await
     }
 
-    async fn signing_key(&self) -> Result<Option<SigningKey>, AuthRepoError> {
-        self.inner.signing_key().await
+    async fn signing_keys(&self) -> Result<Vec<StoredSigningKey>, AuthRepoError> {
+        self.inner.signing_keys().await
     }
 
-    async fn store_signing_key(&self, key: &SigningKey, now: Millis) -> Result<(), AuthRepoError> {
-        self.inner.store_signing_key(key, now).await
-    }
-
-    async fn first_signing_key(
+    async fn add_signing_key(
         &self,
-        key: &SigningKey,
-        now: Millis,
-    ) -> Result<SigningKey, AuthRepoError> {
-        self.inner.first_signing_key(key, now).await
+        key: &StoredSigningKey,
+        unless_created_since: Millis,
+    ) -> Result<bool, AuthRepoError> {
+        self.inner.add_signing_key(key, unless_created_since).await
+    }
+
+    async fn delete_signing_keys(&self, kids: &[String]) -> Result<(), AuthRepoError> {
+        self.inner.delete_signing_keys(kids).await
     }
 
     async fn insert_refresh(&self, record: &RefreshRecord) -> Result<(), AuthRepoError> {

@@ -4,9 +4,35 @@
 use std::sync::Arc;
 
 use bowchat_auth::ports::{AuthRepoError, RefreshRecord};
-use bowchat_auth::{AuthService, PasswordPolicy, SigningKey, TokenConfig};
+use bowchat_auth::{
+    rotate_signing_key, AuthError, AuthService, Kek, KeyError, KeyOptions, PasswordPolicy,
+    SigningKey, StoredSigningKey, TokenConfig,
+};
 
 use crate::Store;
+
+/// A key sealed under `kek`, created at `at`.
+fn sealed(kek: &Kek, at: i64) -> StoredSigningKey {
+    SigningKey::generate(at)
+        .expect("key")
+        .seal(kek)
+        .expect("seal")
+}
+
+/// Key options for services sharing one store: new keys sign at once.
+fn options(kek: &Kek) -> KeyOptions {
+    KeyOptions {
+        activation_ms: 0,
+        ..KeyOptions::new(kek.clone())
+    }
+}
+
+fn kid_of(token: &str) -> String {
+    jsonwebtoken::decode_header(token)
+        .expect("header")
+        .kid
+        .expect("kid")
+}
 
 fn record(hash: &str, family: &str, user_id: i64) -> RefreshRecord {
     RefreshRecord {
@@ -90,52 +116,187 @@ pub async fn duplicate_email_is_a_conflict(store: Arc<dyn Store>) {
 }
 
 pub async fn signing_key_persists_across_reopen(store: Arc<dyn Store>) {
-    let first = SigningKey::generate();
-    let newer = SigningKey::generate();
+    let kek = Kek::generate().expect("kek");
+    let first = sealed(&kek, 100);
+    let newer = sealed(&kek, 200);
     {
         let repo = store.open().await.auth;
-        assert_eq!(repo.signing_key().await.expect("read"), None);
-        repo.store_signing_key(&first, 100).await.expect("store");
-        repo.store_signing_key(&newer, 200).await.expect("store");
-        let duplicate = repo.store_signing_key(&first, 300).await;
+        assert_eq!(repo.signing_keys().await.expect("read"), vec![]);
+        assert!(repo.add_signing_key(&newer, i64::MAX).await.expect("store"));
+        assert!(repo.add_signing_key(&first, i64::MAX).await.expect("store"));
+        let duplicate = repo.add_signing_key(&first, i64::MAX).await;
         assert!(
             matches!(duplicate, Err(AuthRepoError::Conflict(_))),
             "{duplicate:?}"
         );
     }
     let repo = store.open().await.auth;
-    assert_eq!(repo.signing_key().await.expect("read"), Some(newer));
+    // Oldest first, whatever the order of storing; byte for byte.
+    assert_eq!(
+        repo.signing_keys().await.expect("read"),
+        vec![first.clone(), newer.clone()]
+    );
+    repo.delete_signing_keys(&[first.kid.clone(), "unknown".into()])
+        .await
+        .expect("delete");
+    repo.delete_signing_keys(&[]).await.expect("delete none");
+    assert_eq!(repo.signing_keys().await.expect("read"), vec![newer]);
 }
 
 /// Processes starting together on a fresh database each try to create the
 /// signing key; exactly one key is stored and every one of them gets it.
+/// Automatic rotation by several processes at once adds one key too.
 pub async fn first_signing_key_wins(store: Arc<dyn Store>) {
+    let kek = Kek::generate().expect("kek");
     let mut repos = Vec::new();
     for _ in 0..4 {
         repos.push(store.open().await);
     }
-    let candidates: Vec<SigningKey> = (0..8).map(|_| SigningKey::generate()).collect();
+    let candidates: Vec<StoredSigningKey> = (0..8).map(|_| sealed(&kek, 100)).collect();
     let winners = futures::future::join_all(
         candidates
             .iter()
             .enumerate()
-            .map(|(i, key)| repos[i % repos.len()].auth.first_signing_key(key, 100)),
+            .map(|(i, key)| repos[i % repos.len()].auth.first_signing_key(key)),
     )
     .await;
-    let winners: Vec<SigningKey> = winners.into_iter().map(|k| k.expect("store")).collect();
+    let winners: Vec<StoredSigningKey> = winners.into_iter().map(|k| k.expect("store")).collect();
     assert!(candidates.contains(&winners[0]), "a candidate won");
     assert!(winners.iter().all(|k| *k == winners[0]), "one key for all");
-    let later = SigningKey::generate();
+    let later = sealed(&kek, 200);
     let repo = store.open().await.auth;
     assert_eq!(
-        repo.first_signing_key(&later, 200).await.expect("store"),
+        repo.first_signing_key(&later).await.expect("store"),
         winners[0],
         "an existing key is kept"
     );
     assert_eq!(
-        repo.signing_key().await.expect("read"),
-        Some(winners[0].clone())
+        repo.signing_keys().await.expect("read"),
+        vec![winners[0].clone()]
     );
+
+    // Rotation "unless a key created since 150 exists", by 8 at once.
+    let rotations: Vec<StoredSigningKey> = (0..8).map(|_| sealed(&kek, 1_000)).collect();
+    let added = futures::future::join_all(
+        rotations
+            .iter()
+            .enumerate()
+            .map(|(i, key)| repos[i % repos.len()].auth.add_signing_key(key, 150)),
+    )
+    .await;
+    let added: Vec<bool> = added.into_iter().map(|a| a.expect("add")).collect();
+    assert_eq!(added.iter().filter(|a| **a).count(), 1, "{added:?}");
+    assert_eq!(repo.signing_keys().await.expect("read").len(), 2);
+}
+
+/// The private key never reaches storage in the clear, and a process with
+/// another key-encryption key fails with a typed error, not garbage.
+pub async fn signing_keys_are_stored_encrypted(store: Arc<dyn Store>) {
+    let policy = PasswordPolicy::fast_for_tests();
+    let kek = Kek::generate().expect("kek");
+    let repo = store.open().await.auth;
+    let auth = AuthService::start(
+        repo.clone(),
+        TokenConfig::default(),
+        policy.clone(),
+        options(&kek),
+    )
+    .await
+    .expect("start");
+    let session = auth
+        .register("ada@example.com", "password123", None)
+        .await
+        .expect("register");
+    drop(auth);
+
+    let stored = store.open().await.auth.signing_keys().await.expect("read");
+    assert_eq!(stored.len(), 1);
+    let key = &stored[0];
+    assert_eq!(key.kid, kid_of(&session.access_token));
+    assert_eq!(key.alg, "EdDSA");
+    let opened = SigningKey::open(key, &kek).expect("opens with its KEK");
+    let private = opened.private_pkcs8();
+    // The PKCS#8 document and the 32-byte seed inside it.
+    for secret in [private, &private[16..48]] {
+        assert!(
+            !key.sealed_private
+                .windows(secret.len())
+                .any(|w| w == secret),
+            "private key stored in the clear"
+        );
+    }
+    assert_eq!(key.public_key, opened.public_key());
+
+    let wrong = Kek::generate().expect("kek");
+    let started = AuthService::start(
+        store.open().await.auth,
+        TokenConfig::default(),
+        policy.clone(),
+        options(&wrong),
+    )
+    .await;
+    assert_eq!(
+        started.err(),
+        Some(AuthError::SigningKeys(KeyError::WrongKek {
+            kid: key.kid.clone()
+        }))
+    );
+    // Nothing was added under the wrong KEK; the right one still works.
+    assert_eq!(
+        store.open().await.auth.signing_keys().await.expect("read"),
+        stored
+    );
+    let auth = AuthService::start(
+        store.open().await.auth,
+        TokenConfig::default(),
+        policy,
+        options(&kek),
+    )
+    .await
+    .expect("restart with the right KEK");
+    assert!(auth.verify_access(&session.access_token).is_ok());
+}
+
+/// A rotation is stored: after a reopen, new tokens carry the new `kid`
+/// and tokens of the old key still verify.
+pub async fn rotation_persists_across_reopen(store: Arc<dyn Store>) {
+    let policy = PasswordPolicy::fast_for_tests();
+    let kek = Kek::generate().expect("kek");
+    let auth = AuthService::start(
+        store.open().await.auth,
+        TokenConfig::default(),
+        policy.clone(),
+        options(&kek),
+    )
+    .await
+    .expect("start");
+    let before = auth
+        .register("ada@example.com", "password123", None)
+        .await
+        .expect("register");
+    drop(auth);
+
+    let rotated = rotate_signing_key(store.open().await.auth.as_ref(), &kek)
+        .await
+        .expect("rotate");
+    assert_ne!(rotated.kid, kid_of(&before.access_token));
+
+    let auth = AuthService::start(
+        store.open().await.auth,
+        TokenConfig::default(),
+        policy,
+        options(&kek),
+    )
+    .await
+    .expect("restart");
+    let after = auth
+        .login("ada@example.com", "password123")
+        .await
+        .expect("login");
+    assert_eq!(kid_of(&after.access_token), rotated.kid);
+    assert!(auth.verify_access(&before.access_token).is_ok());
+    assert!(auth.verify_access(&after.access_token).is_ok());
+    assert_eq!(auth.jwks().keys.len(), 2);
 }
 
 pub async fn rotate_refresh_is_once_only(store: Arc<dyn Store>) {
@@ -298,8 +459,9 @@ pub async fn concurrent_rotations_have_one_winner(store: Arc<dyn Store>) {
 pub async fn auth_service_survives_a_restart(store: Arc<dyn Store>) {
     let policy = PasswordPolicy::fast_for_tests();
 
+    let kek = Kek::generate().expect("kek");
     let repo = store.open().await.auth;
-    let auth = AuthService::start(repo, TokenConfig::default(), policy.clone())
+    let auth = AuthService::start(repo, TokenConfig::default(), policy.clone(), options(&kek))
         .await
         .expect("start");
     let session = auth
@@ -310,7 +472,7 @@ pub async fn auth_service_survives_a_restart(store: Arc<dyn Store>) {
     drop(auth);
 
     let repo = store.open().await.auth;
-    let auth = AuthService::start(repo, TokenConfig::default(), policy)
+    let auth = AuthService::start(repo, TokenConfig::default(), policy, options(&kek))
         .await
         .expect("restart");
     let claims = auth

@@ -66,6 +66,8 @@ macro_rules! auth_conformance_tests {
             auth::duplicate_email_is_a_conflict,
             auth::signing_key_persists_across_reopen,
             auth::first_signing_key_wins,
+            auth::signing_keys_are_stored_encrypted,
+            auth::rotation_persists_across_reopen,
             auth::rotate_refresh_is_once_only,
             auth::concurrent_rotations_have_one_winner,
             auth::revoked_families_are_listed_since,

@@ -6,39 +6,21 @@
 
 use async_trait::async_trait;
 use bowchat_auth::ports::{AuthRepoError, AuthRepository, RefreshRecord, User};
-use bowchat_auth::SigningKey;
+use bowchat_auth::StoredSigningKey;
 use bowchat_model::{Millis, UserId};
 use sqlx::sqlite::SqliteRow;
 use sqlx::Row;
 
 use crate::Db;
 
-/// The newest stored signing key, if any.
-async fn newest_key<'e>(
-    db: impl sqlx::SqliteExecutor<'e>,
-) -> Result<Option<SigningKey>, AuthRepoError> {
-    // rowid breaks ties between keys stored in the same millisecond.
-    let row = sqlx::query(
-        "SELECT kid, secret FROM signing_keys ORDER BY created_at DESC, rowid DESC LIMIT 1",
-    )
-    .fetch_optional(db)
-    .await
-    .map_err(storage_error)?;
-    let Some(row) = row else {
-        return Ok(None);
-    };
-    let key = SigningKey {
+fn key_of(row: &SqliteRow) -> Result<StoredSigningKey, AuthRepoError> {
+    Ok(StoredSigningKey {
         kid: row.try_get("kid").map_err(corrupt)?,
-        secret: row.try_get("secret").map_err(corrupt)?,
-    };
-    // An empty or short HMAC secret would make tokens forgeable.
-    if key.secret.len() < 32 {
-        return Err(AuthRepoError::Corrupt(format!(
-            "signing key {} is too short",
-            key.kid
-        )));
-    }
-    Ok(Some(key))
+        alg: row.try_get("alg").map_err(corrupt)?,
+        public_key: row.try_get("public_key").map_err(corrupt)?,
+        sealed_private: row.try_get("sealed_private").map_err(corrupt)?,
+        created_at: row.try_get("created_at").map_err(corrupt)?,
+    })
 }
 
 /// SQLite binds at most 32766 parameters; stay far below for `users(ids)`.
@@ -192,44 +174,59 @@ impl AuthRepository for SqliteAuthRepository {
         Ok(users)
     }
 
-    async fn signing_key(&self) -> Result<Option<SigningKey>, AuthRepoError> {
-        newest_key(&self.db.reader).await
-    }
-
-    async fn store_signing_key(&self, key: &SigningKey, now: Millis) -> Result<(), AuthRepoError> {
-        let mut tx = self.db.writer.begin().await.map_err(storage_error)?;
-        sqlx::query("INSERT INTO signing_keys (kid, secret, created_at) VALUES (?, ?, ?)")
-            .bind(&key.kid)
-            .bind(&key.secret)
-            .bind(now)
-            .execute(&mut *tx)
-            .await
-            .map_err(storage_error)?;
-        tx.commit().await.map_err(storage_error)
-    }
-
-    async fn first_signing_key(
-        &self,
-        key: &SigningKey,
-        now: Millis,
-    ) -> Result<SigningKey, AuthRepoError> {
-        let mut tx = self.db.writer.begin().await.map_err(storage_error)?;
-        // One statement: the check and the insert see the same database
-        // (a writer in another process that got there first makes this one
-        // fail with a busy snapshot instead of inserting a second key).
-        sqlx::query(
-            "INSERT INTO signing_keys (kid, secret, created_at) \
-             SELECT ?, ?, ? WHERE NOT EXISTS (SELECT 1 FROM signing_keys)",
+    async fn signing_keys(&self) -> Result<Vec<StoredSigningKey>, AuthRepoError> {
+        // rowid breaks ties between keys stored in the same millisecond.
+        let rows = sqlx::query(
+            "SELECT kid, alg, public_key, sealed_private, created_at FROM signing_keys \
+             ORDER BY created_at, rowid",
         )
-        .bind(&key.kid)
-        .bind(&key.secret)
-        .bind(now)
-        .execute(&mut *tx)
+        .fetch_all(&self.db.reader)
         .await
         .map_err(storage_error)?;
-        let stored = newest_key(&mut *tx).await?;
+        rows.iter().map(key_of).collect()
+    }
+
+    async fn add_signing_key(
+        &self,
+        key: &StoredSigningKey,
+        unless_created_since: Millis,
+    ) -> Result<bool, AuthRepoError> {
+        let mut tx = self.db.writer.begin().await.map_err(storage_error)?;
+        // One statement: the check and the insert see the same database (a
+        // writer in another process that got there first makes this one
+        // fail with a busy snapshot instead of inserting a second key).
+        let added = sqlx::query(
+            "INSERT INTO signing_keys (kid, alg, public_key, sealed_private, created_at) \
+             SELECT ?, ?, ?, ?, ? \
+             WHERE NOT EXISTS (SELECT 1 FROM signing_keys WHERE created_at >= ?)",
+        )
+        .bind(&key.kid)
+        .bind(&key.alg)
+        .bind(&key.public_key)
+        .bind(&key.sealed_private)
+        .bind(key.created_at)
+        .bind(unless_created_since)
+        .execute(&mut *tx)
+        .await
+        .map_err(storage_error)?
+        .rows_affected();
         tx.commit().await.map_err(storage_error)?;
-        stored.ok_or_else(|| AuthRepoError::Corrupt("signing key vanished".into()))
+        Ok(added == 1)
+    }
+
+    async fn delete_signing_keys(&self, kids: &[String]) -> Result<(), AuthRepoError> {
+        if kids.is_empty() {
+            return Ok(());
+        }
+        let placeholders = vec!["?"; kids.len()].join(", ");
+        let sql = format!("DELETE FROM signing_keys WHERE kid IN ({placeholders})");
+        let mut tx = self.db.writer.begin().await.map_err(storage_error)?;
+        let mut query = sqlx::query(&sql);
+        for kid in kids {
+            query = query.bind(kid);
+        }
+        query.execute(&mut *tx).await.map_err(storage_error)?;
+        tx.commit().await.map_err(storage_error)
     }
 
     async fn insert_refresh(&self, record: &RefreshRecord) -> Result<(), AuthRepoError> {

@@ -141,6 +141,12 @@ impl Cluster {
             ("BOWCHAT_BUS__KAFKA__REQUEST_TIMEOUT_MS", "5000"),
             ("BOWCHAT_BUS__KAFKA__METADATA_MAX_AGE_MS", "5000"),
             ("BOWCHAT_BUS__LAG_INTERVAL_MS", "1000"),
+            // Every process of a cluster seals and opens the signing keys
+            // with one key-encryption key (each node has its own data_dir).
+            (
+                "BOWCHAT_AUTH__KEY_ENCRYPTION_KEY",
+                "Ym93Y2hhdC1jbHVzdGVyLXRlc3Qta2VrLTMyLWJ5dGU=",
+            ),
         ]
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
