@@ -69,6 +69,28 @@ test('a maximum bid answers for its owner; the page says who leads and tags auto
   assert.equal(await ann.inputValue('#bid-form input[name="amount"]'), '32.00', 'the bid field offers the new minimum');
 });
 
+test('the price chart draws every step, live, and marks the automatic ones', async () => {
+  // The seller's page got every step live; a fresh page draws them from storage.
+  const fresh = await seller.context().newPage();
+  await fresh.goto(`${server.url}/#/auctions/${auctionId}`);
+  for (const page of [seller, fresh]) {
+    await page.waitForSelector('#bid-history li:first-child:has-text("$31.00")');
+    const steps = await page.locator('#bid-history li').count();
+    const automatic = await page.locator('#bid-history li:has(.tag)').count();
+    await page.waitForFunction((n) => document.querySelector('#price-chart')?.dataset.points === String(n), steps);
+    assert.equal(await page.locator('#price-chart circle.point').count(), steps, 'one point per step');
+    assert.equal(await page.locator('#price-chart circle.point.proxy').count(), automatic, 'automatic steps marked');
+    assert.ok(automatic >= 1, 'the maximum bid stepped by itself');
+    const amounts = await page.$$eval('#price-chart circle.point', (points) => points.map((p) => Number(p.dataset.amount)));
+    assert.deepEqual(amounts, [...amounts].sort((a, b) => a - b), 'the price only rises');
+    assert.equal(amounts.at(-1), 3100);
+    const label = await page.locator('#price-chart > title').textContent();
+    assert.match(label, /\$31\.00/, label);
+  }
+  await screenshot(fresh, '11a-price-chart');
+  await fresh.close();
+});
+
 test('a bid inside the closing window extends the end, and the page says so', async () => {
   await seller.waitForSelector('#auction-extended:has-text("Extended by soft close")');
   await ann.waitForSelector('#auction-extended:has-text("Extended by soft close")');

@@ -78,17 +78,18 @@ export async function freePort() {
 
 /** The real server: target/debug/bowchat serve on 127.0.0.1:port with its own data dir. */
 export class Server {
-  constructor({ port, dataDir, env = {} }) {
+  constructor({ port, dataDir, env = {}, args = [] }) {
     this.port = port;
     this.extraEnv = env;
+    this.extraArgs = args;
     this.dataDir = dataDir || mkdtempSync(path.join(os.tmpdir(), 'bowchat-e2e-'));
     this.url = `http://127.0.0.1:${port}`;
     this.child = null;
   }
 
-  /** `env`: extra settings, e.g. BOWCHAT_AUTH__SOCIAL__PROVIDERS__…. */
-  static async start(env = {}) {
-    const server = new Server({ port: await freePort(), env });
+  /** `env`: extra settings, e.g. BOWCHAT_AUTH__SOCIAL__PROVIDERS__…; `args`: extra `serve` flags, e.g. --demo. */
+  static async start(env = {}, { args = [] } = {}) {
+    const server = new Server({ port: await freePort(), env, args });
     await server.launch();
     return server;
   }
@@ -109,7 +110,7 @@ export class Server {
       ...this.extraEnv,
     };
     delete env.RUST_LOG;
-    const child = spawn(binary, ['serve', '--listen', `127.0.0.1:${this.port}`, '--data-dir', this.dataDir], {
+    const child = spawn(binary, ['serve', '--listen', `127.0.0.1:${this.port}`, '--data-dir', this.dataDir, ...this.extraArgs], {
       env,
       stdio: ['ignore', 'pipe', 'inherit'],
     });

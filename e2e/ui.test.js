@@ -29,6 +29,8 @@ test('login page renders with its forms and takes a screenshot', async () => {
   await page.goto(`${server.url}/`);
   await page.waitForSelector('#login-form');
   assert.ok(await page.getByLabel('Email').first().isVisible());
+  await page.waitForResponse((r) => r.url().endsWith('/api/auth/demo')).catch(() => {});
+  assert.equal(await page.locator('#demo-accounts').isVisible(), false, 'no demo accounts without --demo');
   await screenshot(page, '01-login');
   await page.selectOption('#lang', 'ko');
   await page.waitForSelector('text=회원가입');

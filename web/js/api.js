@@ -142,6 +142,11 @@ export function providers() {
   return raw('GET', '/api/auth/providers');
 }
 
+/** The seeded accounts of a `--demo` server (none elsewhere). */
+export function demoAccounts() {
+  return raw('GET', '/api/auth/demo');
+}
+
 export async function logout() {
   const token = session?.refreshToken;
   store(null);

@@ -29,7 +29,8 @@ function route() {
   if (parts[0] === 'auctions' && parts[1] === 'new') return { page: 'create' };
   if (parts[0] === 'auctions' && /^\d+$/.test(parts[1] || '')) return { page: 'auction', id: Number(parts[1]) };
   if (parts[0] === 'rooms' && /^\d+$/.test(parts[1] || '')) return { page: 'auctions', room: Number(parts[1]) };
-  const filter = new URLSearchParams(hash.split('?')[1] || '').get('phase');
+  const query = new URLSearchParams(hash.split('?')[1] || '');
+  const filter = Object.fromEntries(['phase', 'q', 'minPrice', 'maxPrice'].map((k) => [k, query.get(k)]));
   return { page: 'auctions', filter };
 }
 

@@ -8,6 +8,7 @@ import { t } from './i18n.js';
 import { clockTime, countdown, dateTime, money, moneyInput, parseMoney, tick } from './format.js';
 import { live } from './socket.js';
 import { nameTag, userName } from './users.js';
+import { priceChart } from './price_chart.js';
 
 export function renderAuction(main, id, { chat }) {
   let auction = null;
@@ -30,6 +31,7 @@ export function renderAuction(main, id, { chat }) {
   const outcome = h('p', { class: 'outcome', id: 'auction-outcome', role: 'status' });
   const result = h('p', { class: 'form-status', id: 'bid-status', role: 'status', 'aria-live': 'polite' });
   const history = h('ol', { class: 'bid-history', id: 'bid-history', reversed: true });
+  const chart = priceChart();
   const actions = h('div', { class: 'auction-actions' });
 
   const bidInput = h('input', { type: 'text', inputmode: 'decimal', name: 'amount', autocomplete: 'off', required: true });
@@ -62,6 +64,7 @@ export function renderAuction(main, id, { chat }) {
       ),
       bidding,
       actions,
+      h('section', { class: 'chart-panel', 'aria-labelledby': 'chart-title' }, h('h2', { id: 'chart-title' }, t('auction.chart.title')), chart.element),
       h('section', { 'aria-labelledby': 'history-title' }, h('h2', { id: 'history-title' }, t('auction.history')), history),
     ),
   );
@@ -109,6 +112,7 @@ export function renderAuction(main, id, { chat }) {
       const after = [...history.children].find((li) => Number(li.dataset.seq) < step.seq);
       history.insertBefore(row, after || null);
     }
+    if (auction) chart.draw(steps.values(), auction);
   }
 
   function show(next) {
@@ -148,6 +152,7 @@ export function renderAuction(main, id, { chat }) {
     } else if (a.phase === 'cancelled') text(outcome, t('auction.cancelled'));
     else text(outcome, '');
     renderActions(isSeller);
+    chart.draw(steps.values(), a);
   }
 
   function renderActions(isSeller) {
@@ -174,7 +179,10 @@ export function renderAuction(main, id, { chat }) {
   }
 
   tick(clock, () => {
-    if (auction) text(clock, countdown(auction));
+    if (!auction) return;
+    text(clock, countdown(auction));
+    // The last price holds until now: the line grows while the auction runs.
+    if (auction.phase === 'open') chart.draw(steps.values(), auction);
   });
 
   offs.push(

@@ -1,18 +1,27 @@
 // The auction list: every card is subscribed over the WebSocket, so prices,
 // bid counts and phases change live; countdowns tick locally from `endsAt`.
+// A search form narrows it by phase, text and price; the filter lives in the
+// address (#/?phase=open&q=camera&minPrice=1000), so it survives a reload.
 
 import { api } from './api.js';
-import { h, replace, text } from './dom.js';
+import { field, h, replace, text } from './dom.js';
 import { t } from './i18n.js';
-import { countdown, money, tick } from './format.js';
+import { countdown, money, moneyInput, parseMoney, tick } from './format.js';
 import { live } from './socket.js';
 
 const FILTERS = ['all', 'open', 'scheduled', 'closed'];
 const PAGE = 50;
 const NEWEST_EVERY_MS = 15000;
+// Price bounds are typed with two decimals, as most currencies have them; the
+// API takes minor units.
+const BOUND_CURRENCY = 'USD';
 
-export function renderAuctions(main, filter, _ctx) {
-  const phase = FILTERS.includes(filter) ? filter : 'all';
+/** `filter`: the address's {phase, q, minPrice, maxPrice} (strings or null). */
+export function renderAuctions(main, filter = {}, _ctx) {
+  const phase = FILTERS.includes(filter.phase) ? filter.phase : 'all';
+  const bound = (v) => (v !== null && v !== undefined && /^\d+$/.test(v) ? Number(v) : null);
+  const search = { q: (filter.q || '').trim(), minPrice: bound(filter.minPrice), maxPrice: bound(filter.maxPrice) };
+  const searching = search.q !== '' || search.minPrice !== null || search.maxPrice !== null;
   const cards = new Map(); // id -> { auction, el, update }
   const list = h('ul', { class: 'auction-grid', id: 'auction-list', 'aria-live': 'off' });
   const status = h('p', { class: 'muted', role: 'status' });
@@ -22,9 +31,56 @@ export function renderAuctions(main, filter, _ctx) {
     { id: 'phase-filter' },
     FILTERS.map((f) => h('option', { value: f, selected: f === phase }, t(`auctions.filter.${f}`))),
   );
-  select.addEventListener('change', () => {
-    location.hash = select.value === 'all' ? '#/' : `#/?phase=${select.value}`;
+  const qInput = h('input', { type: 'search', name: 'q', value: search.q, maxlength: 100, autocomplete: 'off' });
+  const minInput = h('input', { type: 'text', inputmode: 'decimal', name: 'minPrice', autocomplete: 'off', value: search.minPrice === null ? '' : moneyInput(search.minPrice, BOUND_CURRENCY) });
+  const maxInput = h('input', { type: 'text', inputmode: 'decimal', name: 'maxPrice', autocomplete: 'off', value: search.maxPrice === null ? '' : moneyInput(search.maxPrice, BOUND_CURRENCY) });
+  const searchStatus = h('p', { class: 'form-status', role: 'alert' });
+  const form = h(
+    'form',
+    { id: 'auction-search', class: 'auction-search', role: 'search' },
+    h('div', { class: 'inline-field' }, h('label', { for: 'phase-filter' }, t('auctions.filter')), select),
+    field(t('auctions.search'), qInput),
+    field(t('auctions.minPrice'), minInput),
+    field(t('auctions.maxPrice'), maxInput),
+    h('button', { type: 'submit' }, t('auctions.searchSubmit')),
+    searchStatus,
+  );
+
+  /** Navigates to the list the form describes; a bad amount stays on the page with a message. */
+  function go() {
+    const query = new URLSearchParams();
+    if (select.value !== 'all') query.set('phase', select.value);
+    if (qInput.value.trim()) query.set('q', qInput.value.trim());
+    for (const [name, input] of [['minPrice', minInput], ['maxPrice', maxInput]]) {
+      if (!input.value.trim()) continue;
+      const amount = parseMoney(input.value, BOUND_CURRENCY);
+      if (amount === null) {
+        text(searchStatus, t('code.INVALID_AMOUNT'));
+        searchStatus.dataset.kind = 'error';
+        input.focus();
+        return;
+      }
+      query.set(name, String(amount));
+    }
+    const next = query.size ? `#/?${query}` : '#/';
+    if (location.hash === next) return;
+    location.hash = next;
+  }
+  select.addEventListener('change', go);
+  form.addEventListener('submit', (e) => {
+    e.preventDefault();
+    go();
   });
+
+  /** The list's query: the filter, then paging. */
+  function listQuery(limit) {
+    const query = new URLSearchParams({ limit: String(limit) });
+    if (phase !== 'all') query.set('phase', phase);
+    if (search.q) query.set('q', search.q);
+    if (search.minPrice !== null) query.set('minPrice', String(search.minPrice));
+    if (search.maxPrice !== null) query.set('maxPrice', String(search.maxPrice));
+    return query;
+  }
 
   replace(
     main,
@@ -35,9 +91,9 @@ export function renderAuctions(main, filter, _ctx) {
         'div',
         { class: 'page-head' },
         h('h1', { id: 'auctions-title' }, t('auctions.title')),
-        h('div', { class: 'inline-field' }, h('label', { for: 'phase-filter' }, t('auctions.filter')), select),
         h('a', { class: 'button primary', href: '#/auctions/new' }, t('nav.create')),
       ),
+      form,
       status,
       list,
       more,
@@ -84,13 +140,12 @@ export function renderAuctions(main, filter, _ctx) {
       else list.append(entry.el);
       live.watchAuction(auction.id);
     }
-    text(status, cards.size ? '' : t('auctions.empty'));
+    text(status, cards.size ? '' : t(searching ? 'auctions.noMatch' : 'auctions.empty'));
   }
 
   let oldest = null;
   async function load() {
-    const query = new URLSearchParams({ limit: String(PAGE) });
-    if (phase !== 'all') query.set('phase', phase);
+    const query = listQuery(PAGE);
     if (oldest) query.set('before', String(oldest));
     try {
       const { items } = await api('GET', `/api/auctions?${query}`);
@@ -106,8 +161,7 @@ export function renderAuctions(main, filter, _ctx) {
 
   // New auctions have no live event of their own: look for them now and then.
   async function newest() {
-    const query = new URLSearchParams({ limit: '20' });
-    if (phase !== 'all') query.set('phase', phase);
+    const query = listQuery(20);
     try {
       const { items } = await api('GET', `/api/auctions?${query}`);
       add(items.filter((a) => !cards.has(a.id) && (oldest === null || a.id > oldest)), { atTop: true });

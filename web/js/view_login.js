@@ -1,6 +1,6 @@
 // The signed-out page: log in, register, and one button per configured social provider.
 
-import { login, providers, register } from './api.js';
+import { demoAccounts, login, providers, register } from './api.js';
 import { field, h, replace, text } from './dom.js';
 import { t } from './i18n.js';
 
@@ -72,6 +72,44 @@ export function renderLogin(main, { notice } = {}) {
     })
     .catch(() => {});
 
+  // A --demo server names its seeded accounts: one click signs in as one.
+  const demo = h('section', { class: 'demo-accounts', id: 'demo-accounts', 'aria-labelledby': 'demo-title', hidden: true });
+  demoAccounts()
+    .then(({ accounts }) => {
+      if (!Array.isArray(accounts) || accounts.length === 0) return;
+      replace(
+        demo,
+        h('h2', { id: 'demo-title' }, t('login.demo')),
+        h('p', { class: 'muted' }, t('login.demoIntro')),
+        h(
+          'ul',
+          {},
+          accounts.map((a) =>
+            h(
+              'li',
+              {},
+              h(
+                'button',
+                {
+                  type: 'button',
+                  class: a.role === 'seller' ? 'primary' : null,
+                  dataset: { email: a.email },
+                  onclick: () =>
+                    login(a.email, a.password).catch((err) => {
+                      text(status, t('error.login', { code: err.code || 'NETWORK' }));
+                      status.dataset.kind = 'error';
+                    }),
+                },
+                `${t('login.demoAs', { name: a.displayName })} (${t(`login.demoRole.${a.role}`)})`,
+              ),
+            ),
+          ),
+        ),
+      );
+      demo.hidden = false;
+    })
+    .catch(() => {});
+
   replace(
     main,
     h(
@@ -80,6 +118,7 @@ export function renderLogin(main, { notice } = {}) {
       h('h1', {}, 'BowChat'),
       h('p', { class: 'lead' }, t('login.intro')),
       status,
+      demo,
       h('div', { class: 'login-forms' }, loginForm, registerForm),
       social,
     ),

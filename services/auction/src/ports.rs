@@ -69,6 +69,13 @@ pub struct AuctionFilter {
     pub limit: u32,
     /// Exclusive upper bound on id, for paging newest first.
     pub before_id: Option<AuctionId>,
+    /// Text the title or the description contains, ignoring case (SQLite
+    /// folds ASCII letters only; PostgreSQL folds all).
+    pub text: Option<String>,
+    /// Inclusive bounds on the current price (the starting price before the
+    /// first bid), in minor units.
+    pub min_price: Option<i64>,
+    pub max_price: Option<i64>,
 }
 
 /// The stored answer to a request, for idempotent retries.

@@ -10,6 +10,7 @@ use bowchat_auction::ports::{AuctionFilter, AuctionRepository, NewAuction};
 use bowchat_auth::{AuthError, AuthService, Session};
 use bowchat_bus::{topics, Bus};
 use bowchat_chat::ports::ChatRepository;
+use bowchat_gateway::DemoAccount;
 use bowchat_model::{now_millis, Origin, UserId};
 use bytes::Bytes;
 use rand::seq::SliceRandom;
@@ -48,9 +49,29 @@ const ITEMS: [(&str, &str, i64); 6] = [
     ("Concert poster", "Original 1969 print, framed.", 3_000),
 ];
 
+/// The name a demo account is registered with: its address's local part.
+fn display_name(email: &str) -> &str {
+    email.split('@').next().unwrap_or("demo")
+}
+
+/// The seeded accounts, for the login page's one-click sign-in.
+pub fn accounts() -> Vec<DemoAccount> {
+    let account = |email: &str, role| DemoAccount {
+        email: email.into(),
+        display_name: display_name(email).into(),
+        role,
+        password: DEMO_PASSWORD.into(),
+    };
+    std::iter::once(account(SELLER, "seller"))
+        .chain(BIDDERS.iter().map(|email| account(email, "bidder")))
+        .collect()
+}
+
 async fn user(auth: &AuthService, email: &str) -> Result<Session, AuthError> {
-    let name = email.split('@').next().unwrap_or("demo");
-    match auth.register(email, DEMO_PASSWORD, Some(name)).await {
+    match auth
+        .register(email, DEMO_PASSWORD, Some(display_name(email)))
+        .await
+    {
         Err(AuthError::EmailTaken) => auth.login(email, DEMO_PASSWORD).await,
         other => other,
     }

@@ -267,6 +267,11 @@ pub async fn serve(config: Config, roles: Vec<Role>, demo: bool) -> anyhow::Resu
             roles: role_tasks.alive(),
         }),
         ephemeral,
+        demo_accounts: if demo {
+            crate::demo::accounts()
+        } else {
+            Vec::new()
+        },
     })
     .await?;
     info!(addr = %addr, node = %node_id, "listening");

@@ -28,6 +28,8 @@ pub struct GatewayConfig {
     pub command_timeout_ms: u64,
     /// Most history rows (messages, bids) returned in one page.
     pub max_page: u32,
+    /// Longest auction search text (`GET /api/auctions?q=`), in characters.
+    pub max_search_chars: usize,
     /// Most messages replayed on SUBSCRIBE with `since`; more must be paged over REST.
     pub max_replay: u32,
     /// Server heartbeat ping interval.
@@ -62,6 +64,7 @@ impl Default for GatewayConfig {
             max_subscriptions: 256,
             command_timeout_ms: 10_000,
             max_page: 200,
+            max_search_chars: 100,
             max_replay: 1000,
             ping_interval_secs: 25,
             max_message_chars: 4000,

@@ -69,10 +69,26 @@ pub struct GatewayDeps {
     /// Presence, rate limit and room signals shared with other gateways;
     /// the default keeps them in this process.
     pub ephemeral: Ephemeral,
+    /// The accounts `--demo` seeded, offered by `GET /api/auth/demo` for a
+    /// one-click sign-in; empty otherwise.
+    pub demo_accounts: Vec<DemoAccount>,
+}
+
+/// A seeded account the login page may sign in with (demo mode only: its
+/// password is public by design).
+#[derive(Clone, Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DemoAccount {
+    pub email: String,
+    pub display_name: String,
+    /// `seller` or `bidder`: what the demo has this account do.
+    pub role: &'static str,
+    pub password: String,
 }
 
 pub(crate) struct Shared {
     pub config: GatewayConfig,
+    pub demo_accounts: Vec<DemoAccount>,
     pub auth: Arc<AuthService>,
     pub social: Arc<SocialLogin>,
     pub auctions: Arc<dyn AuctionRepository>,
@@ -329,6 +345,7 @@ pub async fn start(deps: GatewayDeps) -> Result<Router, BusError> {
         hub,
         readiness: deps.readiness,
         bid_partitions: Default::default(),
+        demo_accounts: deps.demo_accounts,
         config,
     }));
     Ok(router(state))

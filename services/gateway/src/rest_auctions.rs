@@ -17,7 +17,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::hub::Answer;
-use crate::{ApiError, AppState, Body, Caller, Id, Params};
+use crate::{ApiError, AppState, Body, Caller, GatewayConfig, Id, Params};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -34,18 +34,66 @@ struct ListQuery {
     seller: Option<UserId>,
     before: Option<AuctionId>,
     limit: Option<u32>,
+    /// Text the title or description contains, ignoring case.
+    q: Option<String>,
+    /// Inclusive bounds on the current price (the starting price before the
+    /// first bid), in minor units.
+    min_price: Option<i64>,
+    max_price: Option<i64>,
+}
+
+impl ListQuery {
+    /// The repository filter, or why the query asks for nothing sensible.
+    fn filter(self, config: &GatewayConfig) -> Result<AuctionFilter, ApiError> {
+        let text = self
+            .q
+            .map(|q| q.trim().to_string())
+            .filter(|q| !q.is_empty());
+        if let Some(text) = &text {
+            let chars = text.chars().count();
+            if chars > config.max_search_chars {
+                return Err(ApiError::bad_request(
+                    "INVALID_QUERY",
+                    format!(
+                        "q has {chars} characters; at most {} are searched",
+                        config.max_search_chars
+                    ),
+                ));
+            }
+        }
+        for (name, bound) in [("minPrice", self.min_price), ("maxPrice", self.max_price)] {
+            if bound.is_some_and(|b| b < 0) {
+                return Err(ApiError::bad_request(
+                    "INVALID_QUERY",
+                    format!("{name} must not be negative"),
+                ));
+            }
+        }
+        if let (Some(min), Some(max)) = (self.min_price, self.max_price) {
+            if min > max {
+                return Err(ApiError::bad_request(
+                    "INVALID_QUERY",
+                    format!("minPrice {min} is above maxPrice {max}"),
+                ));
+            }
+        }
+        Ok(AuctionFilter {
+            phase: self.phase,
+            seller: self.seller,
+            before_id: self.before,
+            limit: self.limit.unwrap_or(50).clamp(1, config.max_page),
+            text,
+            min_price: self.min_price,
+            max_price: self.max_price,
+        })
+    }
 }
 
 async fn list(
     State(state): State<AppState>,
     Params(q): Params<ListQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let filter = AuctionFilter {
-        phase: q.phase,
-        seller: q.seller,
-        before_id: q.before,
-        limit: q.limit.unwrap_or(50).clamp(1, state.config.max_page),
-    };
+    let filter = q.filter(&state.config)?;
     let records = state.auctions.list(&filter).await?;
     let items: Vec<AuctionView> = records.iter().map(AuctionView::of).collect();
     Ok(Json(json!({ "items": items })))

@@ -54,6 +54,13 @@ pub fn routes() -> Router<AppState> {
         .route("/api/me", get(me))
         .route("/api/users/{id}", get(user))
         .route("/.well-known/jwks.json", get(jwks))
+        .route("/api/auth/demo", get(demo_accounts))
+}
+
+/// The seeded accounts of a `--demo` server; none on every other server
+/// (an empty list, not a 404, so the login page asks without a console error).
+async fn demo_accounts(State(state): State<AppState>) -> impl IntoResponse {
+    Json(serde_json::json!({ "accounts": state.demo_accounts }))
 }
 
 /// How long clients may cache the JWKS. A new signing key is published

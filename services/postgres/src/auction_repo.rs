@@ -354,12 +354,19 @@ impl AuctionRepository for PgAuctionRepository {
             "SELECT {AUCTION_COLUMNS} FROM auctions
              WHERE ($1::TEXT IS NULL OR phase = $1) AND ($2::BIGINT IS NULL OR seller = $2)
                AND ($3::BIGINT IS NULL OR id < $3)
-             ORDER BY id DESC LIMIT $4"
+               AND ($5::TEXT IS NULL OR strpos(lower(title), lower($5)) > 0
+                    OR strpos(lower(description), lower($5)) > 0)
+               AND ($6::BIGINT IS NULL OR {PRICE} >= $6) AND ($7::BIGINT IS NULL OR {PRICE} <= $7)
+             ORDER BY id DESC LIMIT $4",
+            PRICE = "COALESCE((state->>'price')::BIGINT, (state->'terms'->>'startingPrice')::BIGINT)"
         ))
         .bind(filter.phase.map(phase_name))
         .bind(filter.seller)
         .bind(filter.before_id)
         .bind(filter.limit.max(1) as i64)
+        .bind(filter.text.as_deref())
+        .bind(filter.min_price)
+        .bind(filter.max_price)
         .fetch_all(&self.store.pool)
         .await
         .map_err(db_error)?;

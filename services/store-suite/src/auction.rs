@@ -169,6 +169,7 @@ pub async fn list_filters_and_pages_newest_first(store: Arc<dyn Store>) {
                 seller,
                 limit,
                 before_id,
+                ..AuctionFilter::default()
             })
             .await
             .unwrap()
@@ -202,6 +203,67 @@ pub async fn list_filters_and_pages_newest_first(store: Arc<dyn Store>) {
     );
     // A zero limit still answers one row.
     assert_eq!(list(None, None, None, 0).await, vec![ids[4]]);
+}
+
+pub async fn list_searches_text_and_current_price(store: Arc<dyn Store>) {
+    let repo = store.open().await.auction;
+    let camera = repo
+        .create(new_auction("Vintage Camera", 1, None), 2_000)
+        .await
+        .unwrap();
+    let lamp = repo
+        .create(
+            NewAuction {
+                description: "A brass lamp, CAMERA-shy".into(),
+                ..new_auction("Lamp", 1, None)
+            },
+            2_000,
+        )
+        .await
+        .unwrap();
+    let bike = repo
+        .create(new_auction("Bike 100% carbon_fibre", 2, None), 2_000)
+        .await
+        .unwrap();
+    // The bike's price is 300 now; the others still ask their starting 100.
+    let mut state = bike.state.clone();
+    repo.commit(&bid_batch(bike.id, bike.version, &mut state, &[(3, 300)], 3_000))
+        .await
+        .unwrap();
+
+    let list = |text: Option<&str>, min_price, max_price| {
+        let repo = repo.clone();
+        let filter = AuctionFilter {
+            text: text.map(str::to_string),
+            min_price,
+            max_price,
+            limit: 10,
+            ..AuctionFilter::default()
+        };
+        async move {
+            repo.list(&filter)
+                .await
+                .unwrap()
+                .iter()
+                .map(|a| a.id)
+                .collect::<Vec<_>>()
+        }
+    };
+    // Title or description, ignoring case.
+    assert_eq!(list(Some("camera"), None, None).await, vec![lamp.id, camera.id]);
+    assert_eq!(list(Some("VINTAGE"), None, None).await, vec![camera.id]);
+    assert_eq!(list(Some("brass lamp"), None, None).await, vec![lamp.id]);
+    // LIKE's wildcards are plain characters here.
+    assert_eq!(list(Some("100%"), None, None).await, vec![bike.id]);
+    assert_eq!(list(Some("_"), None, None).await, vec![bike.id]);
+    assert_eq!(list(Some("%"), None, None).await, vec![bike.id]);
+    assert_eq!(list(Some("nothing"), None, None).await, Vec::<i64>::new());
+    // The current price, or the starting price before the first bid; inclusive.
+    assert_eq!(list(None, Some(300), None).await, vec![bike.id]);
+    assert_eq!(list(None, Some(301), None).await, Vec::<i64>::new());
+    assert_eq!(list(None, None, Some(100), ).await, vec![lamp.id, camera.id]);
+    assert_eq!(list(None, Some(100), Some(300)).await, vec![bike.id, lamp.id, camera.id]);
+    assert_eq!(list(Some("camera"), Some(101), None).await, Vec::<i64>::new());
 }
 
 pub async fn commit_stores_states_steps_and_results(store: Arc<dyn Store>) {

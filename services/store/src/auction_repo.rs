@@ -181,12 +181,19 @@ impl AuctionRepository for SqliteAuctionRepository {
         let rows = sqlx::query(&format!(
             "SELECT {AUCTION_COLUMNS} FROM auctions
              WHERE (?1 IS NULL OR phase = ?1) AND (?2 IS NULL OR seller = ?2) AND (?3 IS NULL OR id < ?3)
-             ORDER BY id DESC LIMIT ?4"
+               AND (?5 IS NULL OR instr(lower(title), lower(?5)) > 0
+                    OR instr(lower(description), lower(?5)) > 0)
+               AND (?6 IS NULL OR {PRICE} >= ?6) AND (?7 IS NULL OR {PRICE} <= ?7)
+             ORDER BY id DESC LIMIT ?4",
+            PRICE = "COALESCE(json_extract(state, '$.price'), json_extract(state, '$.terms.startingPrice'))"
         ))
         .bind(filter.phase.map(phase_name))
         .bind(filter.seller)
         .bind(filter.before_id)
         .bind(filter.limit.max(1) as i64)
+        .bind(filter.text.as_deref())
+        .bind(filter.min_price)
+        .bind(filter.max_price)
         .fetch_all(&self.db.reader)
         .await
         .map_err(unavailable)?;
