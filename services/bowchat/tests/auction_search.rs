@@ -43,7 +43,11 @@ async fn auctions_are_found_by_text_price_and_phase() {
             json!({"amount": 9000, "requestId": "b1"}),
         )
         .await;
-    assert_eq!((status, body["accepted"].clone()), (200, json!(true)), "{body}");
+    assert_eq!(
+        (status, body["accepted"].clone()),
+        (200, json!(true)),
+        "{body}"
+    );
 
     let list = |query: &'static str| {
         let server = &server;
@@ -59,18 +63,34 @@ async fn auctions_are_found_by_text_price_and_phase() {
     assert_eq!(list("q=camera&phase=scheduled").await, vec![later]);
     assert_eq!(list("minPrice=5000").await, vec![bike, camera]);
     assert_eq!(list("maxPrice=3000").await, vec![later, lamp]);
-    assert_eq!(list("minPrice=2000&maxPrice=5000&q=CAMERA").await, vec![later, lamp, camera]);
+    assert_eq!(
+        list("minPrice=2000&maxPrice=5000&q=CAMERA").await,
+        vec![later, lamp, camera]
+    );
     assert_eq!(list("q=zeppelin").await, Vec::<i64>::new());
     assert_eq!(list("q=").await.len(), 4, "an empty q searches nothing");
 
     for (query, why) in [
-        ("minPrice=5001&maxPrice=5000", "minPrice 5001 is above maxPrice 5000"),
+        (
+            "minPrice=5001&maxPrice=5000",
+            "minPrice 5001 is above maxPrice 5000",
+        ),
         ("minPrice=-1", "minPrice must not be negative"),
-        ("q=abcdefghijklmnopqrstu", "q has 21 characters; at most 20 are searched"),
+        (
+            "q=abcdefghijklmnopqrstu",
+            "q has 21 characters; at most 20 are searched",
+        ),
         ("minPrice=ten", ""),
     ] {
         let (status, body) = server.get(&format!("/api/auctions?{query}"), None).await;
-        assert_eq!((status, body["code"].clone()), (400, json!("INVALID_QUERY")), "{query}: {body}");
-        assert!(body["detail"].as_str().unwrap().contains(why), "{query}: {body}");
+        assert_eq!(
+            (status, body["code"].clone()),
+            (400, json!("INVALID_QUERY")),
+            "{query}: {body}"
+        );
+        assert!(
+            body["detail"].as_str().unwrap().contains(why),
+            "{query}: {body}"
+        );
     }
 }

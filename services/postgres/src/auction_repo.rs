@@ -358,7 +358,8 @@ impl AuctionRepository for PgAuctionRepository {
                     OR strpos(lower(description), lower($5)) > 0)
                AND ($6::BIGINT IS NULL OR {PRICE} >= $6) AND ($7::BIGINT IS NULL OR {PRICE} <= $7)
              ORDER BY id DESC LIMIT $4",
-            PRICE = "COALESCE((state->>'price')::BIGINT, (state->'terms'->>'startingPrice')::BIGINT)"
+            PRICE =
+                "COALESCE((state->>'price')::BIGINT, (state->'terms'->>'startingPrice')::BIGINT)"
         ))
         .bind(filter.phase.map(phase_name))
         .bind(filter.seller)

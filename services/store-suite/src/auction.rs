@@ -227,9 +227,15 @@ pub async fn list_searches_text_and_current_price(store: Arc<dyn Store>) {
         .unwrap();
     // The bike's price is 300 now; the others still ask their starting 100.
     let mut state = bike.state.clone();
-    repo.commit(&bid_batch(bike.id, bike.version, &mut state, &[(3, 300)], 3_000))
-        .await
-        .unwrap();
+    repo.commit(&bid_batch(
+        bike.id,
+        bike.version,
+        &mut state,
+        &[(3, 300)],
+        3_000,
+    ))
+    .await
+    .unwrap();
 
     let list = |text: Option<&str>, min_price, max_price| {
         let repo = repo.clone();
@@ -250,7 +256,10 @@ pub async fn list_searches_text_and_current_price(store: Arc<dyn Store>) {
         }
     };
     // Title or description, ignoring case.
-    assert_eq!(list(Some("camera"), None, None).await, vec![lamp.id, camera.id]);
+    assert_eq!(
+        list(Some("camera"), None, None).await,
+        vec![lamp.id, camera.id]
+    );
     assert_eq!(list(Some("VINTAGE"), None, None).await, vec![camera.id]);
     assert_eq!(list(Some("brass lamp"), None, None).await, vec![lamp.id]);
     // LIKE's wildcards are plain characters here.
@@ -261,9 +270,15 @@ pub async fn list_searches_text_and_current_price(store: Arc<dyn Store>) {
     // The current price, or the starting price before the first bid; inclusive.
     assert_eq!(list(None, Some(300), None).await, vec![bike.id]);
     assert_eq!(list(None, Some(301), None).await, Vec::<i64>::new());
-    assert_eq!(list(None, None, Some(100), ).await, vec![lamp.id, camera.id]);
-    assert_eq!(list(None, Some(100), Some(300)).await, vec![bike.id, lamp.id, camera.id]);
-    assert_eq!(list(Some("camera"), Some(101), None).await, Vec::<i64>::new());
+    assert_eq!(list(None, None, Some(100),).await, vec![lamp.id, camera.id]);
+    assert_eq!(
+        list(None, Some(100), Some(300)).await,
+        vec![bike.id, lamp.id, camera.id]
+    );
+    assert_eq!(
+        list(Some("camera"), Some(101), None).await,
+        Vec::<i64>::new()
+    );
 }
 
 pub async fn commit_stores_states_steps_and_results(store: Arc<dyn Store>) {
