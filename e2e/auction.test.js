@@ -87,6 +87,7 @@ test('the price chart draws every step, live, and marks the automatic ones', asy
     const label = await page.locator('#price-chart > title').textContent();
     assert.match(label, /\$31\.00/, label);
   }
+  await fresh.locator('#price-chart').scrollIntoViewIfNeeded();
   await screenshot(fresh, '11a-price-chart');
   await fresh.close();
 });
