@@ -129,6 +129,16 @@ impl AuctionBatch {
 /// Identifies one command's answer: (auction, user, request id).
 pub type ResultKey = (AuctionId, UserId, String);
 
+/// What adding an auction to a watchlist did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Watch {
+    Added,
+    /// It was on the list already; nothing changed.
+    AlreadyWatched,
+    /// The list holds its maximum already; nothing changed.
+    Full,
+}
+
 #[async_trait]
 pub trait AuctionRepository: Send + Sync + 'static {
     /// Creates the auction and its public room. With an `external_id` the same
@@ -160,6 +170,19 @@ pub trait AuctionRepository: Send + Sync + 'static {
     async fn pin_bid_partitions(&self, partitions: u32) -> Result<u64, RepoError>;
     /// Auctions not yet closed or cancelled, for the role's timers.
     async fn unfinished(&self) -> Result<Vec<AuctionRecord>, RepoError>;
+    /// Puts `auction` on `user`'s watchlist unless it holds `max` auctions
+    /// already (checked in the same statement, so two tabs cannot pass it).
+    async fn watch(
+        &self,
+        user: UserId,
+        auction: AuctionId,
+        max: u32,
+        now: Millis,
+    ) -> Result<Watch, RepoError>;
+    /// Takes `auction` off `user`'s watchlist; false if it was not on it.
+    async fn unwatch(&self, user: UserId, auction: AuctionId) -> Result<bool, RepoError>;
+    /// `user`'s watched auctions, the most recently watched first.
+    async fn watchlist(&self, user: UserId) -> Result<Vec<AuctionRecord>, RepoError>;
     /// Opens (idempotently) the seller-winner room of a sold auction.
     async fn open_deal_room(
         &self,

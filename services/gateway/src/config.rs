@@ -30,6 +30,8 @@ pub struct GatewayConfig {
     pub max_page: u32,
     /// Longest auction search text (`GET /api/auctions?q=`), in characters.
     pub max_search_chars: usize,
+    /// Most auctions one user's watchlist holds.
+    pub max_watchlist: u32,
     /// Most messages replayed on SUBSCRIBE with `since`; more must be paged over REST.
     pub max_replay: u32,
     /// Server heartbeat ping interval.
@@ -65,6 +67,7 @@ impl Default for GatewayConfig {
             command_timeout_ms: 10_000,
             max_page: 200,
             max_search_chars: 100,
+            max_watchlist: 200,
             max_replay: 1000,
             ping_interval_secs: 25,
             max_message_chars: 4000,

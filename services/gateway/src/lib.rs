@@ -15,6 +15,7 @@ mod rest_auctions;
 mod rest_auth;
 mod rest_rooms;
 mod rest_social;
+mod rest_watchlist;
 mod web;
 mod ws;
 mod ws_close;
@@ -359,6 +360,7 @@ fn router(state: AppState) -> Router {
         .merge(rest_auctions::routes())
         .merge(rest_rooms::routes())
         .merge(rest_social::routes())
+        .merge(rest_watchlist::routes())
         .route("/ws", get(ws::upgrade))
         .route("/metrics", get(metrics_text))
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))

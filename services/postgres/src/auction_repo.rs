@@ -24,7 +24,7 @@ use bowchat_auction::engine::{AuctionState, Phase, PriceStep};
 use bowchat_auction::messages::CommandResult;
 use bowchat_auction::ports::{
     AuctionBatch, AuctionFilter, AuctionRecord, AuctionRepository, BusOffset, NewAuction,
-    RepoError, ResultKey, StateWrite, StoredResult,
+    RepoError, ResultKey, StateWrite, StoredResult, Watch,
 };
 use bowchat_model::{AuctionId, Millis, PageQuery, RoomId, UserId};
 use parking_lot::Mutex;
@@ -33,6 +33,8 @@ use sqlx::{PgExecutor, Row};
 
 use crate::chat_repo::insert_member;
 use crate::PgStore;
+
+mod watchlist;
 
 /// How the message of a fenced commit's `RepoError::Conflict` starts.
 pub const FENCED: &str = "fenced";
@@ -593,6 +595,24 @@ impl AuctionRepository for PgAuctionRepository {
         .await
         .map_err(db_error)?;
         rows.iter().map(record_of).collect()
+    }
+
+    async fn watch(
+        &self,
+        user: UserId,
+        auction: AuctionId,
+        max: u32,
+        now: Millis,
+    ) -> Result<Watch, RepoError> {
+        watchlist::watch(&self.store, user, auction, max, now).await
+    }
+
+    async fn unwatch(&self, user: UserId, auction: AuctionId) -> Result<bool, RepoError> {
+        watchlist::unwatch(&self.store, user, auction).await
+    }
+
+    async fn watchlist(&self, user: UserId) -> Result<Vec<AuctionRecord>, RepoError> {
+        watchlist::watchlist(&self.store, user).await
     }
 
     async fn open_deal_room(

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use bowchat_auction::engine::{AuctionState, AuctionTerms, Command, Event, IncrementRule, Phase};
 use bowchat_auction::messages::CommandResult;
 use bowchat_auction::ports::{
-    AuctionBatch, AuctionFilter, NewAuction, RepoError, ResultKey, StateWrite, StoredResult,
+    AuctionBatch, AuctionFilter, NewAuction, RepoError, ResultKey, StateWrite, StoredResult, Watch,
 };
 use bowchat_chat::ports::{MemberRole, RoomKind};
 use bowchat_model::{PageQuery, UserId};
@@ -279,6 +279,67 @@ pub async fn list_searches_text_and_current_price(store: Arc<dyn Store>) {
         list(Some("camera"), Some(101), None).await,
         Vec::<i64>::new()
     );
+}
+
+pub async fn watchlists_are_per_user_bounded_and_newest_first(store: Arc<dyn Store>) {
+    let repo = store.open().await.auction;
+    let mut ids = Vec::new();
+    for title in ["first", "second", "third"] {
+        ids.push(
+            repo.create(new_auction(title, 1, None), 2_000)
+                .await
+                .unwrap()
+                .id,
+        );
+    }
+    let listed = |user| {
+        let repo = repo.clone();
+        async move {
+            repo.watchlist(user)
+                .await
+                .unwrap()
+                .iter()
+                .map(|a| a.id)
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(repo.watch(5, ids[0], 2, 10).await.unwrap(), Watch::Added);
+    assert_eq!(repo.watch(5, ids[1], 2, 20).await.unwrap(), Watch::Added);
+    assert_eq!(
+        repo.watch(5, ids[0], 2, 30).await.unwrap(),
+        Watch::AlreadyWatched
+    );
+    assert_eq!(repo.watch(5, ids[2], 2, 40).await.unwrap(), Watch::Full);
+    assert_eq!(
+        listed(5).await,
+        vec![ids[1], ids[0]],
+        "newest watched first"
+    );
+    // Another user's list is their own.
+    assert_eq!(repo.watch(6, ids[2], 2, 50).await.unwrap(), Watch::Added);
+    assert_eq!(listed(6).await, vec![ids[2]]);
+    assert!(repo.unwatch(5, ids[1]).await.unwrap());
+    assert!(
+        !repo.unwatch(5, ids[1]).await.unwrap(),
+        "not on the list any more"
+    );
+    assert_eq!(repo.watch(5, ids[2], 2, 60).await.unwrap(), Watch::Added);
+    assert_eq!(listed(5).await, vec![ids[2], ids[0]]);
+    assert_eq!(listed(7).await, Vec::<i64>::new());
+
+    // Many adds at once never pass the bound.
+    let adds = (0..8).map(|i| {
+        let repo = repo.clone();
+        let auction = ids[i % 3];
+        async move {
+            repo.watch(8 + (i as i64 % 2), auction, 2, 70)
+                .await
+                .unwrap()
+        }
+    });
+    futures::future::join_all(adds).await;
+    assert_eq!(listed(8).await.len(), 2);
+    assert_eq!(listed(9).await.len(), 2);
 }
 
 pub async fn commit_stores_states_steps_and_results(store: Arc<dyn Store>) {

@@ -114,6 +114,7 @@ macro_rules! auction_conformance_tests {
             auction::create_is_idempotent_by_external_id,
             auction::list_filters_and_pages_newest_first,
             auction::list_searches_text_and_current_price,
+            auction::watchlists_are_per_user_bounded_and_newest_first,
             auction::commit_stores_states_steps_and_results,
             auction::steps_page_like_history,
             auction::a_stale_version_stores_nothing,

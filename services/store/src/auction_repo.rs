@@ -7,13 +7,15 @@ use async_trait::async_trait;
 use bowchat_auction::engine::{AuctionState, Phase, PriceStep};
 use bowchat_auction::ports::{
     AuctionBatch, AuctionFilter, AuctionRecord, AuctionRepository, NewAuction, RepoError,
-    ResultKey, StoredResult,
+    ResultKey, StoredResult, Watch,
 };
 use bowchat_model::{AuctionId, Millis, PageQuery, RoomId, UserId};
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, Sqlite, Transaction};
 
 use crate::Db;
+
+mod watchlist;
 
 #[derive(Clone)]
 pub struct SqliteAuctionRepository {
@@ -361,6 +363,24 @@ impl AuctionRepository for SqliteAuctionRepository {
         .await
         .map_err(unavailable)?;
         rows.iter().map(record_of).collect()
+    }
+
+    async fn watch(
+        &self,
+        user: UserId,
+        auction: AuctionId,
+        max: u32,
+        now: Millis,
+    ) -> Result<Watch, RepoError> {
+        watchlist::watch(&self.db, user, auction, max, now).await
+    }
+
+    async fn unwatch(&self, user: UserId, auction: AuctionId) -> Result<bool, RepoError> {
+        watchlist::unwatch(&self.db, user, auction).await
+    }
+
+    async fn watchlist(&self, user: UserId) -> Result<Vec<AuctionRecord>, RepoError> {
+        watchlist::watchlist(&self.db, user).await
     }
 
     async fn open_deal_room(
