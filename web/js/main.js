@@ -10,6 +10,7 @@ import { renderAuctions } from './view_auctions.js';
 import { renderAuction } from './view_auction.js';
 import { renderCreate } from './view_create.js';
 import { ChatPanel } from './chat.js';
+import { Watchlist } from './watchlist.js';
 
 const main = document.getElementById('main');
 const aside = document.getElementById('chat');
@@ -18,9 +19,11 @@ const nav = document.getElementById('nav');
 const who = document.getElementById('who');
 const logoutButton = document.getElementById('logout');
 const langSelect = document.getElementById('lang');
+const notices = document.getElementById('notices');
 
 let cleanup = null;
 let chat = null;
+let watchlist = null;
 let notice = null; // one-off message for the login page (?login_error=…)
 
 function route() {
@@ -63,6 +66,8 @@ function render() {
     aside.hidden = true;
     if (chat) chat.destroy();
     chat = null;
+    watchlist?.destroy();
+    watchlist = null;
     cleanup = renderLogin(main, { notice });
     notice = null;
     return;
@@ -70,8 +75,9 @@ function render() {
   live.start();
   aside.hidden = false;
   if (!chat) chat = new ChatPanel(aside);
+  if (!watchlist) watchlist = new Watchlist(notices);
   const r = route();
-  const ctx = { chat };
+  const ctx = { chat, watchlist };
   if (r.page === 'create') cleanup = renderCreate(main, ctx);
   else if (r.page === 'auction') cleanup = renderAuction(main, r.id, ctx);
   else {

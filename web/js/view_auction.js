@@ -9,8 +9,9 @@ import { clockTime, countdown, dateTime, money, moneyInput, parseMoney, tick } f
 import { live } from './socket.js';
 import { nameTag, userName } from './users.js';
 import { priceChart } from './price_chart.js';
+import { watchButton } from './watchlist.js';
 
-export function renderAuction(main, id, { chat }) {
+export function renderAuction(main, id, { chat, watchlist }) {
   let auction = null;
   const steps = new Map(); // seq -> step
   const mine = new Set(); // requestIds this page sent
@@ -32,6 +33,11 @@ export function renderAuction(main, id, { chat }) {
   const result = h('p', { class: 'form-status', id: 'bid-status', role: 'status', 'aria-live': 'polite' });
   const history = h('ol', { class: 'bid-history', id: 'bid-history', reversed: true });
   const chart = priceChart();
+  const watch = watchButton(
+    watchlist,
+    () => auction,
+    (e) => say(t('error.generic', { code: e.code || 'NETWORK' }), 'error'),
+  );
   const actions = h('div', { class: 'auction-actions' });
 
   const bidInput = h('input', { type: 'text', inputmode: 'decimal', name: 'amount', autocomplete: 'off', required: true });
@@ -157,7 +163,8 @@ export function renderAuction(main, id, { chat }) {
 
   function renderActions(isSeller) {
     const a = auction;
-    const buttons = [];
+    const buttons = [watch.button];
+    watch.show();
     if (isSeller) {
       buttons.push(h('p', { class: 'muted' }, t('auction.sellerView')));
       if (a.bidCount === 0 && (a.phase === 'open' || a.phase === 'scheduled')) {
@@ -237,6 +244,7 @@ export function renderAuction(main, id, { chat }) {
 
   return () => {
     offs.forEach((off) => off());
+    watch.off();
     live.unwatchAuction(id);
   };
 }

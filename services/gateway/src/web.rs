@@ -53,6 +53,7 @@ static ASSETS: &[Asset] = &[
     asset!("/js/view_auctions.js", JS),
     asset!("/js/view_auction.js", JS),
     asset!("/js/price_chart.js", JS),
+    asset!("/js/watchlist.js", JS),
     asset!("/js/view_create.js", JS),
     asset!("/js/chat.js", JS),
 ];
