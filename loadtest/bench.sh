@@ -11,6 +11,9 @@
 #
 #   bash loadtest/bench.sh            # everything
 #   BENCH_SCALE=0.2 bash loadtest/bench.sh   # smaller users/rates (quick check)
+#   bash loadtest/bench.sh soak [MINUTES] [BIDS_PER_SEC]
+#                                     # only the soak (30 min, 1000 bids/s by
+#                                     # default; not part of "everything")
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
@@ -69,6 +72,15 @@ run() {
   "${LT[@]}" "$@" | tee -a "$OUT/runs.txt"
   echo "   load average after: $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$OUT/runs.txt" >&2
 }
+
+if [ "${1:-}" = soak ]; then
+  run soak soak --minutes "${2:-30}" --rate "${3:-1000}" --connections 100 --server-pid "$SERVER_PID"
+  if command -v jq >/dev/null; then
+    jq -r '"soak: \(.extra.load.minutes) min at \(.extra.load.bidsPerSec) bids/s: answers/s \(.answersPerSec), failed \(.failed)/\(.answered + .failed), p99 \(.latencyMs.p99) ms; RSS \(.extra.footprint.rssMiBFirst) -> \(.extra.footprint.rssMiBLast) MiB (slope \(.extra.footprint.rssSlopeMiBPerHour) MiB/h), open files \(.extra.footprint.openFdsFirst) -> \(.extra.footprint.openFdsLast) (slope \(.extra.footprint.openFdsSlopePerHour)/h); side load \(.extra.sideLoad)"' "$OUT/soak.json"
+    jq -r '.extra.minutes[] | "  minute \(.minute): \(.answers) answers, \(.failures) failures, p50 \(.latencyMs.p50) p95 \(.latencyMs.p95) p99 \(.latencyMs.p99) max \(.latencyMs.max) ms"' "$OUT/soak.json"
+  fi
+  exit 0
+fi
 
 run seed seed --scale "$SCALE" --ceiling
 run spread spread --scale "$SCALE" --auctions 64 --ceiling

@@ -151,6 +151,11 @@ impl Api {
 
     /// The `process_resident_memory_bytes` the server exports, when it does.
     pub async fn server_rss(&self) -> Option<f64> {
+        self.server_gauge("process_resident_memory_bytes").await
+    }
+
+    /// The value of the unlabelled series `name` in the server's /metrics.
+    pub async fn server_gauge(&self, name: &str) -> Option<f64> {
         let text = self
             .http
             .get(format!("{}/metrics", self.base))
@@ -160,8 +165,9 @@ impl Api {
             .text()
             .await
             .ok()?;
+        let prefix = format!("{name} ");
         text.lines()
-            .find(|l| l.starts_with("process_resident_memory_bytes "))
+            .find(|l| l.starts_with(&prefix))
             .and_then(|l| l.rsplit(' ').next()?.parse().ok())
     }
 }

@@ -6,6 +6,7 @@
 //! failure is an error, a timeout or a dropped connection.
 
 pub mod api;
+pub mod bid_pool;
 pub mod bidder;
 pub mod ceiling;
 pub mod chat;
@@ -13,6 +14,7 @@ pub mod idle;
 pub mod ramp;
 pub mod record;
 pub mod seed;
+pub mod soak;
 pub mod svg;
 
 /// Raises this process's open-file limit to its hard limit: every connection

@@ -9,7 +9,7 @@ use anyhow::Context;
 use bowchat_loadtest::api::Api;
 use bowchat_loadtest::bidder::{parse_stages, scale_stages, SEED_STAGES};
 use bowchat_loadtest::record::Report;
-use bowchat_loadtest::{ceiling, chat, idle, ramp, seed, svg};
+use bowchat_loadtest::{ceiling, chat, idle, ramp, seed, soak, svg};
 use clap::{Parser, Subcommand};
 use serde_json::json;
 
@@ -100,6 +100,26 @@ enum Scenario {
         room_rate: f64,
         #[arg(long, default_value_t = 20)]
         secs: u64,
+    },
+    /// A long steady mixed load (not for CI): bids at a constant rate, with
+    /// connections cycling, short auctions and chat beside them; reports
+    /// latency per minute and the slopes of the server's memory and open files.
+    Soak {
+        #[arg(long, default_value_t = 30)]
+        minutes: u64,
+        #[arg(long, default_value_t = 100)]
+        connections: usize,
+        /// Bids offered per second.
+        #[arg(long, default_value_t = 1000.0)]
+        rate: f64,
+        #[arg(long, default_value_t = 10)]
+        sample_secs: u64,
+        /// Samples before this are left out of the slopes.
+        #[arg(long, default_value_t = 120)]
+        warmup_secs: u64,
+        /// The server's pid, to read its memory and open files from /proc (else from /metrics).
+        #[arg(long)]
+        server_pid: Option<u32>,
     },
     /// Idle connections: how many are held and the server's memory per connection.
     Idle {
@@ -245,6 +265,25 @@ async fn main() -> anyhow::Result<()> {
                 timeout,
             };
             write(&cli.out, &chat::run(&api, &options, &cli.password).await?)?;
+        }
+        Scenario::Soak {
+            minutes,
+            connections,
+            rate,
+            sample_secs,
+            warmup_secs,
+            server_pid,
+        } => {
+            let options = soak::SoakOptions {
+                minutes,
+                connections: connections.max(1),
+                rate,
+                sample_secs,
+                warmup_secs,
+                server_pid,
+                timeout,
+            };
+            write(&cli.out, &soak::run(&api, &options, &cli.password).await?)?;
         }
         Scenario::Idle {
             count,

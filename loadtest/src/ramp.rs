@@ -1,22 +1,15 @@
 //! Open-loop ramp: bids arrive at a rate that rises linearly from `from` to
-//! `to` per second over the run, whatever the server answers (a closed loop
-//! would slow down with the server and hide its limit). Spread over a pool of
-//! connections; the report names the first second where failures or p99
-//! latency break the given limits.
+//! `to` per second over the run, whatever the server answers (see
+//! [`crate::bid_pool`]); the report names the first second where failures or
+//! p99 latency break the given limits.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use futures::{SinkExt, StreamExt};
 use serde_json::{json, Value};
-use std::sync::Mutex;
-use tokio::sync::mpsc;
-use tokio_tungstenite::tungstenite::Message;
 
 use crate::api::Api;
-use crate::record::{Live, Report, Tally};
+use crate::bid_pool::BidPool;
+use crate::record::Report;
 
 pub struct RampOptions {
     pub connections: usize,
@@ -28,12 +21,6 @@ pub struct RampOptions {
     pub p99_limit_ms: f64,
     /// … or its failures exceed this share of its attempts.
     pub failure_limit: f64,
-}
-
-struct Conn {
-    pending: Mutex<HashMap<u64, Instant>>,
-    tally: Mutex<Tally>,
-    minimum: AtomicI64,
 }
 
 /// The offered rate at `t` seconds.
@@ -74,124 +61,13 @@ async fn drive(
     auction: i64,
     o: &RampOptions,
 ) -> anyhow::Result<Report> {
-    let live = Arc::new(Live::default());
-    // Times count from the first offered bid, so the timeline and the offered
-    // rate line up.
-    let start = Instant::now();
-    let mut senders = Vec::new();
-    let mut conns = Vec::new();
-    let mut workers = Vec::new();
-    for ws in sockets {
-        let (mut sink, mut stream) = ws.split();
-        let conn = Arc::new(Conn {
-            pending: Mutex::new(HashMap::new()),
-            tally: Mutex::new(Tally::default()),
-            minimum: AtomicI64::new(100),
-        });
-        let (tx, mut rx) = mpsc::channel::<u64>(1024);
-        let writer_conn = conn.clone();
-        let writer_live = live.clone();
-        workers.push(tokio::spawn(async move {
-            while let Some(n) = rx.recv().await {
-                let amount = writer_conn.minimum.load(Ordering::Relaxed);
-                let frame = json!({"type": "AUCTION_BID", "requestId": n.to_string(), "auctionId": auction, "amount": amount});
-                writer_conn.pending.lock().unwrap().insert(n, Instant::now());
-                writer_conn.tally.lock().unwrap().sent += 1;
-                Live::add(&writer_live.sent, 1);
-                if sink.send(Message::Text(frame.to_string().into())).await.is_err() {
-                    return;
-                }
-            }
-        }));
-        let reader_conn = conn.clone();
-        let reader_live = live.clone();
-        let timeout = o.timeout;
-        workers.push(tokio::spawn(async move {
-            while let Some(Ok(message)) = stream.next().await {
-                let Message::Text(text) = message else {
-                    continue;
-                };
-                let v: Value = serde_json::from_str(text.as_str()).unwrap_or(Value::Null);
-                let Some(n) = v["requestId"].as_str().and_then(|r| r.parse::<u64>().ok()) else {
-                    continue;
-                };
-                let Some(sent_at) = reader_conn.pending.lock().unwrap().remove(&n) else {
-                    continue;
-                };
-                if let Some(minimum) = v["minimum"].as_i64() {
-                    reader_conn.minimum.fetch_max(minimum, Ordering::Relaxed);
-                }
-                let code = v["code"].as_str();
-                let mut tally = reader_conn.tally.lock().unwrap();
-                // An answer later than the timeout is a timeout, as it would be
-                // for a client that gave up waiting; so is the server's own
-                // TIMEOUT (it gave up waiting for the result).
-                if sent_at.elapsed() > timeout || code == Some("TIMEOUT") {
-                    tally.failures.push(crate::record::ms_since(start, sent_at));
-                    *tally.codes.entry("TIMEOUT".into()).or_default() += 1;
-                    Live::add(&reader_live.failed, 1);
-                    continue;
-                }
-                tally.answer(start, sent_at, v["accepted"] == true, code);
-                drop(tally);
-                Live::add(&reader_live.answered, 1);
-            }
-        }));
-        senders.push(tx);
-        conns.push(conn);
-    }
-    let bar = crate::record::progress(scenario, o.secs, live.clone());
-    let start_sending = start;
-    let mut issued = 0u64;
-    let mut due = 0.0f64;
-    let mut last = start_sending;
-    let mut load = Vec::new();
-    let mut backlog = Tally::default();
-    while start_sending.elapsed() < Duration::from_secs(o.secs) {
-        tokio::time::sleep(Duration::from_millis(2)).await;
-        let now = Instant::now();
-        let t = now.duration_since(start_sending).as_secs_f64();
-        let rate = rate_at(o, t);
-        live.active.store(rate as u64, Ordering::Relaxed);
-        while load.len() <= t as usize {
-            load.push(rate.round());
-        }
-        due += rate * now.duration_since(last).as_secs_f64();
-        last = now;
-        while due >= 1.0 {
-            due -= 1.0;
-            issued += 1;
-            let conn = (issued as usize) % senders.len();
-            // A connection whose queue is full cannot keep up: the client is
-            // saturated at this rate, which counts against the run.
-            if senders[conn].try_send(issued).is_err() {
-                backlog.fail(start, "CLIENT_BACKLOG");
-                Live::add(&live.failed, 1);
-            }
-        }
-    }
-    drop(senders);
-    // Let answers in flight arrive, then whatever is still pending timed out.
-    let drain_until = Instant::now() + o.timeout;
-    while Instant::now() < drain_until
-        && conns.iter().any(|c| !c.pending.lock().unwrap().is_empty())
-    {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let elapsed = start.elapsed();
+    let mut pool = BidPool::open(sockets, auction, o.timeout);
+    let bar = crate::record::progress(scenario, o.secs, pool.live.clone());
+    pool.offer(Duration::from_secs(o.secs), |t| rate_at(o, t))
+        .await;
+    let load = std::mem::take(&mut pool.load);
+    let (tally, elapsed) = pool.finish().await;
     bar.finish_and_clear();
-    let mut tally = backlog;
-    for conn in &conns {
-        let mut t = std::mem::take(&mut *conn.tally.lock().unwrap());
-        for (_, sent_at) in conn.pending.lock().unwrap().drain() {
-            t.failures.push(crate::record::ms_since(start, sent_at));
-            *t.codes.entry("TIMEOUT".into()).or_default() += 1;
-        }
-        tally.merge(t);
-    }
-    for worker in workers {
-        worker.abort();
-    }
     let mut report = Report::build(scenario, tally, elapsed, &load);
     let breaks = report.timeline.iter().find(|s| {
         let attempts = s.answers + s.failures;
