@@ -284,10 +284,8 @@ pub async fn run(api: &Api, o: &SoakOptions, password: &str) -> anyhow::Result<R
     for task in tasks {
         task.abort();
     }
-    samples
-        .lock()
-        .unwrap()
-        .push(sample(api, o.server_pid, start.elapsed().as_secs()).await);
+    let last = sample(api, o.server_pid, start.elapsed().as_secs()).await;
+    samples.lock().unwrap().push(last);
 
     let minutes = per_window(&tally, 60);
     let mut report = Report::build("soak", tally, elapsed, &load);
