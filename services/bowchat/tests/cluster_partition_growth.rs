@@ -354,6 +354,18 @@ async fn a_second_writer_forced_onto_an_auction_loses_and_nothing_is_lost() {
     }
     let conflicts = version_conflicts(&w1).await + version_conflicts(&w2).await;
     eprintln!("{conflicts} lost batches after {n} bids from each writer");
+    // Each hand-made bid outbids the bidder's of its round, so every bidder's
+    // bid may have been refused. One last bid above all of them is accepted
+    // whichever writer decides it: the check below is never vacuous.
+    let top = 100 + (2 * n + 2) * INCREMENT;
+    send_bid(&mut sink, "ws-top", id, top).await;
+    amounts.insert("ws-top".into(), top);
+    collect(&mut rx, &mut acknowledged, &amounts, n as usize + 1).await;
+    assert_eq!(
+        acknowledged["ws-top"].frame["accepted"], true,
+        "{}",
+        acknowledged["ws-top"].frame
+    );
 
     let accepted = verify(&pg, &acknowledged, &[id]).await;
     assert!(accepted > 0);
