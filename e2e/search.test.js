@@ -4,7 +4,7 @@
 
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { screenshot, Server, signedInUser } from './support.js';
+import { createAuction, screenshot, Server, signedInUser } from './support.js';
 
 let server;
 const browsers = [];
@@ -13,21 +13,13 @@ let page;
 before(async () => {
   server = await Server.start();
   page = await signedInUser(server, browsers, 'Seller Sol');
-  await page.evaluate(async () => {
-    const { accessToken } = JSON.parse(localStorage.getItem('bowchat.session'));
-    for (const [title, startingPrice] of [
-      ['Vintage camera', 5000],
-      ['Camera strap', 1500],
-      ['Mountain bike', 30000],
-    ]) {
-      const res = await fetch('/api/auctions', {
-        method: 'POST',
-        headers: { authorization: `Bearer ${accessToken}`, 'content-type': 'application/json' },
-        body: JSON.stringify({ title, startingPrice, increment: 100, durationSecs: 600 }),
-      });
-      if (!res.ok) throw new Error(`create ${title}: ${res.status}`);
-    }
-  });
+  for (const [title, startingPrice] of [
+    ['Vintage camera', 5000],
+    ['Camera strap', 1500],
+    ['Mountain bike', 30000],
+  ]) {
+    await createAuction(page, { title, startingPrice, increment: 100, durationSecs: 600 });
+  }
 });
 
 after(async () => {

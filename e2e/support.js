@@ -187,3 +187,17 @@ export async function signedInUser(server, browsers, name) {
   await page.waitForFunction(() => document.body.dataset.connection === 'open');
   return page;
 }
+
+/** Creates an auction as the signed-in user of `page` (REST from the page); returns its view. */
+export async function createAuction(page, body) {
+  return page.evaluate(async (body) => {
+    const { accessToken } = JSON.parse(localStorage.getItem('bowchat.session'));
+    const res = await fetch('/api/auctions', {
+      method: 'POST',
+      headers: { authorization: `Bearer ${accessToken}`, 'content-type': 'application/json' },
+      body: JSON.stringify(body),
+    });
+    if (!res.ok) throw new Error(`create auction: ${res.status} ${await res.text()}`);
+    return res.json();
+  }, body);
+}

@@ -5,7 +5,7 @@
 
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { screenshot, Server, signedInUser } from './support.js';
+import { createAuction, screenshot, Server, signedInUser } from './support.js';
 
 let server;
 const browsers = [];
@@ -16,18 +16,7 @@ let lamp;
 let clock;
 
 async function create(page, title, durationSecs) {
-  return page.evaluate(
-    async ([title, durationSecs]) => {
-      const { accessToken } = JSON.parse(localStorage.getItem('bowchat.session'));
-      const res = await fetch('/api/auctions', {
-        method: 'POST',
-        headers: { authorization: `Bearer ${accessToken}`, 'content-type': 'application/json' },
-        body: JSON.stringify({ title, startingPrice: 1000, increment: 100, durationSecs }),
-      });
-      return (await res.json()).id;
-    },
-    [title, durationSecs],
-  );
+  return (await createAuction(page, { title, startingPrice: 1000, increment: 100, durationSecs })).id;
 }
 
 before(async () => {

@@ -4,16 +4,7 @@
 mod support;
 
 use serde_json::{json, Value};
-use support::Server;
-
-fn ids(body: &Value) -> Vec<i64> {
-    body["items"]
-        .as_array()
-        .unwrap_or_else(|| panic!("a list: {body}"))
-        .iter()
-        .map(|a| a["id"].as_i64().unwrap())
-        .collect()
-}
+use support::{item_ids, Server};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn auctions_are_found_by_text_price_and_phase() {
@@ -54,7 +45,7 @@ async fn auctions_are_found_by_text_price_and_phase() {
         async move {
             let (status, body) = server.get(&format!("/api/auctions?{query}"), None).await;
             assert_eq!(status, 200, "{query}: {body}");
-            ids(&body)
+            item_ids(&body)
         }
     };
     assert_eq!(list("q=camera").await, vec![later, lamp, camera]);

@@ -6,16 +6,7 @@ mod support;
 
 use reqwest::Method;
 use serde_json::{json, Value};
-use support::Server;
-
-fn ids(body: &Value) -> Vec<i64> {
-    body["items"]
-        .as_array()
-        .unwrap_or_else(|| panic!("a list: {body}"))
-        .iter()
-        .map(|a| a["id"].as_i64().unwrap())
-        .collect()
-}
+use support::{item_ids, Server};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_watchlist_is_the_users_own_bounded_and_survives_a_restart() {
@@ -82,14 +73,14 @@ async fn a_watchlist_is_the_users_own_bounded_and_survives_a_restart() {
 
     let (status, list) = server.get("/api/me/watchlist", Some(&ann.token)).await;
     assert_eq!(status, 200, "{list}");
-    assert_eq!(ids(&list), vec![auctions[1], auctions[0]], "newest first");
+    assert_eq!(item_ids(&list), vec![auctions[1], auctions[0]], "newest first");
     assert_eq!(
         list["items"][0]["title"], "vase",
         "full auction views: {list}"
     );
     let (_, theirs) = server.get("/api/me/watchlist", Some(&ben.token)).await;
     assert_eq!(
-        ids(&theirs),
+        item_ids(&theirs),
         Vec::<i64>::new(),
         "another user's list is empty"
     );
@@ -117,5 +108,5 @@ async fn a_watchlist_is_the_users_own_bounded_and_survives_a_restart() {
     server.kill();
     let server = Server::start(dir.path(), &settings);
     let (_, list) = server.get("/api/me/watchlist", Some(&ann.token)).await;
-    assert_eq!(ids(&list), vec![auctions[2], auctions[1]]);
+    assert_eq!(item_ids(&list), vec![auctions[2], auctions[1]]);
 }

@@ -249,6 +249,16 @@ impl Drop for Server {
 }
 
 #[derive(Clone, Debug)]
+/// The `id`s of a list answer's `items`, in order.
+pub fn item_ids(body: &Value) -> Vec<i64> {
+    body["items"]
+        .as_array()
+        .unwrap_or_else(|| panic!("a list: {body}"))
+        .iter()
+        .map(|a| a["id"].as_i64().unwrap())
+        .collect()
+}
+
 pub struct User {
     pub id: i64,
     pub token: String,
