@@ -9,6 +9,7 @@
 mod error;
 pub mod keys;
 pub mod memory;
+pub mod moderation;
 pub mod password;
 pub mod ports;
 pub mod revocation;
@@ -17,6 +18,7 @@ pub mod throttle;
 pub mod tokens;
 
 pub use error::AuthError;
+pub use moderation::{AuditAction, AuditEntry, BlockChange, BlockOutcome};
 pub use keys::{Kek, KeyError, KeyRing, KeyTimes, SigningKey, StoredSigningKey};
 pub use password::PasswordPolicy;
 pub use ports::{AuthRepoError, AuthRepository, RefreshRecord, User};

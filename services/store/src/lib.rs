@@ -7,6 +7,7 @@
 mod auction_repo;
 mod auth_repo;
 mod chat_repo;
+pub mod moderation_repo;
 pub mod chat_rows;
 pub mod outbox;
 mod padded_rows;
