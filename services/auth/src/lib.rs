@@ -18,8 +18,8 @@ pub mod throttle;
 pub mod tokens;
 
 pub use error::AuthError;
-pub use moderation::{AuditAction, AuditEntry, BlockChange, BlockOutcome};
 pub use keys::{Kek, KeyError, KeyRing, KeyTimes, SigningKey, StoredSigningKey};
+pub use moderation::{AuditAction, AuditEntry, BlockChange, BlockOutcome};
 pub use password::PasswordPolicy;
 pub use ports::{AuthRepoError, AuthRepository, RefreshRecord, User};
 pub use service::{

@@ -224,6 +224,12 @@ impl AuthRepository for InMemoryAuthRepository {
 
     async fn moderation_audit(&self, limit: u32) -> Result<Vec<AuditEntry>, AuthRepoError> {
         let state = self.lock()?;
-        Ok(state.audit.iter().rev().take(limit as usize).cloned().collect())
+        Ok(state
+            .audit
+            .iter()
+            .rev()
+            .take(limit as usize)
+            .cloned()
+            .collect())
     }
 }

@@ -534,8 +534,12 @@ impl AuthService {
                 .insert(family, at.saturating_add(self.token_lifetime_ms()), started);
         }
         for (user, at) in &blocks {
-            self.revocations
-                .block(*user, *at, at.saturating_add(self.token_lifetime_ms()), started);
+            self.revocations.block(
+                *user,
+                *at,
+                at.saturating_add(self.token_lifetime_ms()),
+                started,
+            );
         }
         self.revocations.polled_at(started);
         Ok(ended.len() + blocks.len())

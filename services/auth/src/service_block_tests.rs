@@ -72,7 +72,10 @@ async fn a_block_ends_every_session_everywhere_and_an_unblock_allows_a_new_login
         "INVALID_CREDENTIALS"
     );
     assert_eq!(code(a.refresh(&first.refresh_token).await), "USER_BLOCKED");
-    assert_eq!(code(a.open_session_for(first.user.id).await), "USER_BLOCKED");
+    assert_eq!(
+        code(a.open_session_for(first.user.id).await),
+        "USER_BLOCKED"
+    );
     assert_eq!(
         code(a.ensure_not_blocked(first.user.id).await),
         "USER_BLOCKED"

@@ -66,7 +66,10 @@ pub async fn users(config: &Config, command: UsersCommand) -> anyhow::Result<()>
     Ok(())
 }
 
-pub async fn reports(config: &Config, ListCommand::List { limit }: ListCommand) -> anyhow::Result<()> {
+pub async fn reports(
+    config: &Config,
+    ListCommand::List { limit }: ListCommand,
+) -> anyhow::Result<()> {
     let store = Store::open(config).await?;
     let found = store.chat().reports(limit).await;
     store.close().await;
@@ -79,7 +82,10 @@ pub async fn reports(config: &Config, ListCommand::List { limit }: ListCommand) 
     Ok(())
 }
 
-pub async fn audit(config: &Config, ListCommand::List { limit }: ListCommand) -> anyhow::Result<()> {
+pub async fn audit(
+    config: &Config,
+    ListCommand::List { limit }: ListCommand,
+) -> anyhow::Result<()> {
     let store = Store::open(config).await?;
     let found = store.auth().moderation_audit(limit).await;
     store.close().await;

@@ -53,9 +53,7 @@ async fn until_closed(ws: &mut Ws) -> (Vec<Value>, Option<u16>) {
                     errors.push(frame);
                 }
             }
-            Some(Ok(Message::Close(frame))) => {
-                return (errors, frame.map(|f| u16::from(f.code)))
-            }
+            Some(Ok(Message::Close(frame))) => return (errors, frame.map(|f| u16::from(f.code))),
             Some(Ok(_)) => {}
             Some(Err(_)) | None => return (errors, None),
         }
@@ -70,18 +68,33 @@ async fn a_block_ends_every_session_and_an_unblock_allows_a_new_login() {
     let bob = server.user("bob").await;
     let mut ws = server.ws(&ann.token).await;
 
-    let out = admin(&server, &["users", "block", "ann@test.bowchat", "--reason", "spam"]);
+    let out = admin(
+        &server,
+        &["users", "block", "ann@test.bowchat", "--reason", "spam"],
+    );
     assert!(out.contains(&format!("blocked user {}", ann.id)), "{out}");
     let again = admin(&server, &["users", "block", &ann.id.to_string()]);
     assert!(again.contains("already blocked"), "{again}");
 
     // Login and refresh are refused at once: they read the stored block.
     let (status, body) = login(&server, "ann").await;
-    assert_eq!((status, body["code"].as_str()), (403, Some("USER_BLOCKED")), "{body}");
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (403, Some("USER_BLOCKED")),
+        "{body}"
+    );
     let (status, body) = server
-        .post("/api/auth/refresh", None, json!({"refreshToken": ann.refresh}))
+        .post(
+            "/api/auth/refresh",
+            None,
+            json!({"refreshToken": ann.refresh}),
+        )
         .await;
-    assert_eq!((status, body["code"].as_str()), (403, Some("USER_BLOCKED")), "{body}");
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (403, Some("USER_BLOCKED")),
+        "{body}"
+    );
 
     // The access token stops at the server's next revocation poll.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
@@ -92,7 +105,11 @@ async fn a_block_ends_every_session_and_an_unblock_allows_a_new_login() {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    assert_eq!((status, body["code"].as_str()), (403, Some("USER_BLOCKED")), "{body}");
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (403, Some("USER_BLOCKED")),
+        "{body}"
+    );
     // Others are untouched.
     assert_eq!(server.get("/api/rooms", Some(&bob.token)).await.0, 200);
 
@@ -117,15 +134,25 @@ async fn a_block_ends_every_session_and_an_unblock_allows_a_new_login() {
     // The sessions the block ended stay ended.
     assert_ne!(server.get("/api/rooms", Some(&ann.token)).await.0, 200);
     let (status, _) = server
-        .post("/api/auth/refresh", None, json!({"refreshToken": ann.refresh}))
+        .post(
+            "/api/auth/refresh",
+            None,
+            json!({"refreshToken": ann.refresh}),
+        )
         .await;
     assert_eq!(status, 401);
 
     let audit = admin(&server, &["audit", "list"]);
     let lines: Vec<&str> = audit.lines().collect();
     assert_eq!(lines.len(), 2, "{audit}");
-    assert!(lines[0].contains("action=unblock") && lines[0].contains("actor=operator"), "{audit}");
-    assert!(lines[1].contains("action=block") && lines[1].contains("detail=\"spam\""), "{audit}");
+    assert!(
+        lines[0].contains("action=unblock") && lines[0].contains("actor=operator"),
+        "{audit}"
+    );
+    assert!(
+        lines[1].contains("action=block") && lines[1].contains("detail=\"spam\""),
+        "{audit}"
+    );
     assert!(lines[1].contains(&format!("target={}", ann.id)), "{audit}");
 }
 
@@ -159,17 +186,63 @@ async fn members_report_a_message_once_and_operators_list_reports_and_audit() {
     assert_eq!((status, again["id"].as_i64()), (200, Some(id)), "{again}");
 
     let refused = [
-        (Some(&eve.token), json!({"reason": "x"}), path.clone(), 403, "NOT_A_MEMBER"),
-        (Some(&bob.token), json!({"reason": "  "}), path.clone(), 400, "INVALID_REASON"),
-        (Some(&bob.token), json!({"reason": "x".repeat(21)}), path.clone(), 400, "INVALID_REASON"),
-        (Some(&bob.token), json!({}), path.clone(), 422, "INVALID_BODY"),
-        (Some(&bob.token), json!({"reason": "x"}), format!("/api/rooms/{room}/messages/99/report"), 404, "NOT_FOUND"),
-        (Some(&bob.token), json!({"reason": "x"}), format!("/api/rooms/999999/messages/1/report"), 404, "NOT_FOUND"),
-        (None, json!({"reason": "x"}), path.clone(), 401, "AUTH_REQUIRED"),
+        (
+            Some(&eve.token),
+            json!({"reason": "x"}),
+            path.clone(),
+            403,
+            "NOT_A_MEMBER",
+        ),
+        (
+            Some(&bob.token),
+            json!({"reason": "  "}),
+            path.clone(),
+            400,
+            "INVALID_REASON",
+        ),
+        (
+            Some(&bob.token),
+            json!({"reason": "x".repeat(21)}),
+            path.clone(),
+            400,
+            "INVALID_REASON",
+        ),
+        (
+            Some(&bob.token),
+            json!({}),
+            path.clone(),
+            422,
+            "INVALID_BODY",
+        ),
+        (
+            Some(&bob.token),
+            json!({"reason": "x"}),
+            format!("/api/rooms/{room}/messages/99/report"),
+            404,
+            "NOT_FOUND",
+        ),
+        (
+            Some(&bob.token),
+            json!({"reason": "x"}),
+            format!("/api/rooms/999999/messages/1/report"),
+            404,
+            "NOT_FOUND",
+        ),
+        (
+            None,
+            json!({"reason": "x"}),
+            path.clone(),
+            401,
+            "AUTH_REQUIRED",
+        ),
     ];
     for (token, body, path, status, code) in refused {
         let (got, answer) = server.post(&path, token.map(String::as_str), body).await;
-        assert_eq!((got, answer["code"].as_str()), (status, Some(code)), "{path}: {answer}");
+        assert_eq!(
+            (got, answer["code"].as_str()),
+            (status, Some(code)),
+            "{path}: {answer}"
+        );
     }
 
     let reports = admin(&server, &["reports", "list"]);

@@ -229,7 +229,9 @@ impl ChatRepository for FakeChatRepo {
         &self,
         _report: &crate::ports::NewReport,
     ) -> Result<crate::ports::ReportOutcome, ChatRepoError> {
-        Err(ChatRepoError::Unavailable("the fake store keeps no reports".into()))
+        Err(ChatRepoError::Unavailable(
+            "the fake store keeps no reports".into(),
+        ))
     }
 
     async fn reports(&self, _limit: u32) -> Result<Vec<crate::ports::Report>, ChatRepoError> {

@@ -79,7 +79,13 @@ async fn report(
         .await?;
     Ok(match outcome {
         ReportOutcome::Created(id) => {
-            tracing::info!(report = id, room = room.id, seq, reporter = caller.id, "message reported");
+            tracing::info!(
+                report = id,
+                room = room.id,
+                seq,
+                reporter = caller.id,
+                "message reported"
+            );
             (StatusCode::CREATED, Json(json!({ "id": id })))
         }
         ReportOutcome::Existing(id) => (StatusCode::OK, Json(json!({ "id": id }))),

@@ -8,7 +8,7 @@ use bowchat_auth::ports::AuthRepoError;
 use bowchat_chat::ports::{ChatRepoError, NewReport, Report, ReportOutcome};
 use bowchat_model::{Millis, UserId};
 use sqlx::postgres::PgRow;
-use sqlx::{Row, Postgres, Transaction};
+use sqlx::{Postgres, Row, Transaction};
 
 use crate::auth_repo::{corrupt, storage_error, user_of, USER_COLUMNS};
 use bowchat_store::chat_rows::db_error;
@@ -17,10 +17,7 @@ use bowchat_store::moderation_repo::report_entry;
 use crate::PgStore;
 
 /// One audit row, inside the caller's transaction.
-async fn audit(
-    tx: &mut Transaction<'_, Postgres>,
-    entry: &AuditEntry,
-) -> Result<(), sqlx::Error> {
+async fn audit(tx: &mut Transaction<'_, Postgres>, entry: &AuditEntry) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO moderation_audit (at, actor, action, target_user, room_id, seq, detail) \
          VALUES ($1, $2, $3, $4, $5, $6, $7)",

@@ -15,10 +15,7 @@ use crate::chat_rows::db_error;
 use crate::Db;
 
 /// One audit row, inside the caller's transaction.
-async fn audit(
-    tx: &mut Transaction<'_, Sqlite>,
-    entry: &AuditEntry,
-) -> Result<(), sqlx::Error> {
+async fn audit(tx: &mut Transaction<'_, Sqlite>, entry: &AuditEntry) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO moderation_audit (at, actor, action, target_user, room_id, seq, detail) \
          VALUES (?, ?, ?, ?, ?, ?, ?)",
