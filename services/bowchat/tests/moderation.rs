@@ -224,7 +224,7 @@ async fn members_report_a_message_once_and_operators_list_reports_and_audit() {
         (
             Some(&bob.token),
             json!({"reason": "x"}),
-            format!("/api/rooms/999999/messages/1/report"),
+            "/api/rooms/999999/messages/1/report".to_string(),
             404,
             "NOT_FOUND",
         ),
