@@ -27,6 +27,10 @@ pub enum AuthError {
     /// The token's session was logged out or its refresh family revoked.
     #[error("the session of this access token has ended; log in again")]
     TokenRevoked,
+    /// An operator blocked the account: no login, refresh or request until
+    /// it is unblocked.
+    #[error("this account is blocked")]
+    UserBlocked,
     #[error("the refresh token is not valid")]
     RefreshInvalid,
     #[error("the refresh token has expired")]
@@ -61,6 +65,7 @@ impl AuthError {
             AuthError::TokenInvalid => "TOKEN_INVALID",
             AuthError::TokenExpired => "TOKEN_EXPIRED",
             AuthError::TokenRevoked => "TOKEN_REVOKED",
+            AuthError::UserBlocked => "USER_BLOCKED",
             AuthError::RefreshInvalid => "REFRESH_INVALID",
             AuthError::RefreshExpired => "REFRESH_EXPIRED",
             AuthError::RefreshReused => "REFRESH_REUSED",
@@ -70,8 +75,8 @@ impl AuthError {
         }
     }
 
-    /// HTTP status: 400 bad input, 409 conflict, 401 credentials/tokens, 429
-    /// throttled, 503 unavailable.
+    /// HTTP status: 400 bad input, 409 conflict, 401 credentials/tokens, 403
+    /// a blocked account, 429 throttled, 503 unavailable.
     pub fn status(&self) -> u16 {
         match self {
             AuthError::InvalidEmail
@@ -85,6 +90,7 @@ impl AuthError {
             | AuthError::RefreshInvalid
             | AuthError::RefreshExpired
             | AuthError::RefreshReused => 401,
+            AuthError::UserBlocked => 403,
             AuthError::Throttled { .. } => 429,
             AuthError::SigningKeys(_) | AuthError::Unavailable(_) => 503,
         }
@@ -153,6 +159,7 @@ mod tests {
             (AuthError::TokenInvalid, "TOKEN_INVALID", 401),
             (AuthError::TokenExpired, "TOKEN_EXPIRED", 401),
             (AuthError::TokenRevoked, "TOKEN_REVOKED", 401),
+            (AuthError::UserBlocked, "USER_BLOCKED", 403),
             (
                 AuthError::Throttled {
                     scope: ThrottleScope::Ip,

@@ -9,6 +9,7 @@
 mod error;
 pub mod keys;
 pub mod memory;
+pub mod moderation;
 pub mod password;
 pub mod ports;
 pub mod revocation;
@@ -18,6 +19,7 @@ pub mod tokens;
 
 pub use error::AuthError;
 pub use keys::{Kek, KeyError, KeyRing, KeyTimes, SigningKey, StoredSigningKey};
+pub use moderation::{AuditAction, AuditEntry, BlockChange, BlockOutcome};
 pub use password::PasswordPolicy;
 pub use ports::{AuthRepoError, AuthRepository, RefreshRecord, User};
 pub use service::{

@@ -9,6 +9,7 @@ use async_trait::async_trait;
 use bowchat_model::{Millis, UserId};
 
 use crate::keys::StoredSigningKey;
+use crate::moderation::{AuditAction, AuditEntry, BlockChange, BlockOutcome};
 use crate::ports::{AuthRepoError, AuthRepository, RefreshRecord, User};
 
 #[derive(Default)]
@@ -16,6 +17,7 @@ struct State {
     users: Vec<User>,
     keys: Vec<StoredSigningKey>,
     refresh: HashMap<String, RefreshRecord>,
+    audit: Vec<AuditEntry>,
 }
 
 #[derive(Default)]
@@ -56,6 +58,7 @@ impl AuthRepository for InMemoryAuthRepository {
             display_name: display_name.to_string(),
             password_hash: password_hash.map(str::to_string),
             created_at: now,
+            blocked_at: None,
         };
         state.users.push(user.clone());
         Ok(user)
@@ -182,5 +185,51 @@ impl AuthRepository for InMemoryAuthRepository {
             record.revoked_at.get_or_insert(now);
         }
         Ok(())
+    }
+
+    async fn set_blocked(&self, change: &BlockChange) -> Result<BlockOutcome, AuthRepoError> {
+        let mut state = self.lock()?;
+        let Some(user) = state.users.iter_mut().find(|u| u.id == change.user) else {
+            return Ok(BlockOutcome::UnknownUser);
+        };
+        if user.blocked_at.is_some() == change.blocked {
+            return Ok(BlockOutcome::Unchanged(user.clone()));
+        }
+        user.blocked_at = change.blocked.then_some(change.at);
+        let user = user.clone();
+        if change.blocked {
+            for record in state.refresh.values_mut() {
+                if record.user_id == change.user && record.revoked_at.is_none() {
+                    record.revoked_at = Some(change.at);
+                }
+            }
+        }
+        let id = state.audit.len() as i64 + 1;
+        state.audit.push(AuditEntry {
+            id,
+            ..change.audit_entry()
+        });
+        Ok(BlockOutcome::Changed(user))
+    }
+
+    async fn blocks_since(&self, since: Millis) -> Result<Vec<(UserId, Millis)>, AuthRepoError> {
+        Ok(self
+            .lock()?
+            .audit
+            .iter()
+            .filter(|e| e.action == AuditAction::Block && e.at >= since)
+            .filter_map(|e| Some((e.target_user?, e.at)))
+            .collect())
+    }
+
+    async fn moderation_audit(&self, limit: u32) -> Result<Vec<AuditEntry>, AuthRepoError> {
+        let state = self.lock()?;
+        Ok(state
+            .audit
+            .iter()
+            .rev()
+            .take(limit as usize)
+            .cloned()
+            .collect())
     }
 }

@@ -6,6 +6,7 @@ use async_trait::async_trait;
 use bowchat_model::{Millis, UserId};
 
 pub use crate::keys::StoredSigningKey;
+use crate::moderation::{AuditEntry, BlockChange, BlockOutcome};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AuthRepoError {
@@ -26,6 +27,8 @@ pub struct User {
     /// PHC string; `None` for accounts that only sign in through a social provider.
     pub password_hash: Option<String>,
     pub created_at: Millis,
+    /// Set while an operator has blocked the account (see `crate::moderation`).
+    pub blocked_at: Option<Millis>,
 }
 
 /// One refresh token, known only by the hex SHA-256 of its value. Every token
@@ -115,4 +118,17 @@ pub trait AuthRepository: Send + Sync + 'static {
     async fn revoked_families(&self, since: Millis)
         -> Result<Vec<(String, Millis)>, AuthRepoError>;
     async fn revoke_token(&self, token_hash: &str, now: Millis) -> Result<(), AuthRepoError>;
+
+    /// Blocks or unblocks `change.user` in one transaction: the block on the
+    /// user, on a block the revocation of every refresh token of the user
+    /// (so their families reach `revoked_families`), and a
+    /// `moderation_audit` row. Nothing is stored when the user is already in
+    /// the asked state.
+    async fn set_blocked(&self, change: &BlockChange) -> Result<BlockOutcome, AuthRepoError>;
+    /// Blocks recorded at or after `since` (user, time of the block), from
+    /// the audit trail: a block later lifted is still listed, so the tokens
+    /// it ended stay refused everywhere.
+    async fn blocks_since(&self, since: Millis) -> Result<Vec<(UserId, Millis)>, AuthRepoError>;
+    /// The newest `limit` rows of the moderation audit trail, newest first.
+    async fn moderation_audit(&self, limit: u32) -> Result<Vec<AuditEntry>, AuthRepoError>;
 }

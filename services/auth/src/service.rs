@@ -12,7 +12,9 @@
 //! An access token names its family (`sid`). Ending a family (logout, reuse)
 //! puts it on the deny list (`revocation`), so its access tokens stop working
 //! at their next request or frame. Logins and registrations pass the
-//! `throttle` first.
+//! `throttle` first. A blocked user (`moderation`) gets no session: login,
+//! refresh and social sign-in answer `UserBlocked`, and the deny list
+//! refuses the tokens issued before the block.
 //!
 //! Access tokens are signed with Ed25519 keys from the key ring (`keys`):
 //! every process loads the stored keys, opens their sealed private keys with
@@ -351,6 +353,10 @@ impl AuthService {
         match user {
             Some(user) if matches => {
                 self.throttle.login_succeeded(&email, client).await;
+                // Only after the password matched: a guesser learns nothing.
+                if user.blocked_at.is_some() {
+                    return Err(AuthError::UserBlocked);
+                }
                 self.open_session(&user).await
             }
             _ => Err(AuthError::InvalidCredentials),
@@ -370,6 +376,12 @@ impl AuthService {
             .refresh(&hash)
             .await?
             .ok_or(AuthError::RefreshInvalid)?;
+        // Before the token's own state: a block revoked it too, and the
+        // client must learn why it cannot continue.
+        let user = self.repo.user(record.user_id).await?;
+        if user.as_ref().is_some_and(|u| u.blocked_at.is_some()) {
+            return Err(AuthError::UserBlocked);
+        }
         if record.rotated_at.is_some() {
             if let Some(session) = self.successor_in_grace(refresh_token, &record, now).await? {
                 return Ok(session);
@@ -382,7 +394,7 @@ impl AuthService {
         if record.expires_at <= now {
             return Err(AuthError::RefreshExpired);
         }
-        let Some(user) = self.repo.user(record.user_id).await? else {
+        let Some(user) = user else {
             self.end_family(&record.family, now).await?;
             return Err(AuthError::RefreshInvalid);
         };
@@ -472,16 +484,40 @@ impl AuthService {
             ring.verifying(now_millis(), &self.key_times()),
             &self.config,
         )?;
-        if self.session_revoked(&claims.sid) {
-            return Err(AuthError::TokenRevoked);
+        match self.token_ended(claims.sub, claims.issued_ms(), &claims.sid) {
+            Some(e) => Err(e),
+            None => Ok(claims),
         }
-        Ok(claims)
+    }
+
+    /// Why a verified token of `user` issued at `issued_ms` in session `sid`
+    /// no longer works, if it does not: its user was blocked after it was
+    /// issued (`UserBlocked`), or its session (a refresh family) was logged
+    /// out or revoked (`TokenRevoked`). Checked again on every WebSocket frame.
+    pub fn token_ended(&self, user: UserId, issued_ms: Millis, sid: &str) -> Option<AuthError> {
+        let now = now_millis();
+        if self.revocations.blocked(user, issued_ms, now) {
+            Some(AuthError::UserBlocked)
+        } else if self.revocations.contains(sid, now) {
+            Some(AuthError::TokenRevoked)
+        } else {
+            None
+        }
     }
 
     /// Whether session `sid` (a refresh family) has been ended by a logout
-    /// or a revocation; checked again on every WebSocket frame.
+    /// or a revocation.
     pub fn session_revoked(&self, sid: &str) -> bool {
         self.revocations.contains(sid, now_millis())
+    }
+
+    /// `UserBlocked` when `id` is blocked (social sign-in asks before it
+    /// hands out a login code).
+    pub async fn ensure_not_blocked(&self, id: UserId) -> Result<(), AuthError> {
+        match self.repo.user(id).await? {
+            Some(user) if user.blocked_at.is_some() => Err(AuthError::UserBlocked),
+            _ => Ok(()),
+        }
     }
 
     /// Reads the sessions other processes ended since the last call into
@@ -492,12 +528,21 @@ impl AuthService {
             .revocations
             .poll_from(started - self.token_lifetime_ms());
         let ended = self.repo.revoked_families(since).await?;
+        let blocks = self.repo.blocks_since(since).await?;
         for (family, at) in &ended {
             self.revocations
                 .insert(family, at.saturating_add(self.token_lifetime_ms()), started);
         }
+        for (user, at) in &blocks {
+            self.revocations.block(
+                *user,
+                *at,
+                at.saturating_add(self.token_lifetime_ms()),
+                started,
+            );
+        }
         self.revocations.polled_at(started);
-        Ok(ended.len())
+        Ok(ended.len() + blocks.len())
     }
 
     /// How long after its issue an access token can still verify.
@@ -555,9 +600,24 @@ impl AuthService {
 
     /// Starts a new refresh family for `user` and returns the session.
     async fn open_session(&self, user: &User) -> Result<Session, AuthError> {
+        if user.blocked_at.is_some() {
+            return Err(AuthError::UserBlocked);
+        }
         let family = uuid::Uuid::new_v4().to_string();
         let (token, record) = self.new_refresh(user.id, family.clone(), now_millis());
         self.repo.insert_refresh(&record).await?;
+        // A block committed while this login ran may have revoked the
+        // user's families before this one existed: look again, now that
+        // it does, and end it if so.
+        if self
+            .repo
+            .user(user.id)
+            .await?
+            .is_some_and(|u| u.blocked_at.is_some())
+        {
+            self.end_family(&family, now_millis()).await?;
+            return Err(AuthError::UserBlocked);
+        }
         self.session(user, token, &family)
     }
 
@@ -580,7 +640,9 @@ impl AuthService {
 
     fn session(&self, user: &User, refresh_token: String, sid: &str) -> Result<Session, AuthError> {
         let now = now_millis();
-        let claims = AccessClaims::new(user.id, &user.display_name, &self.config, now / 1000, sid);
+        let mut claims =
+            AccessClaims::new(user.id, &user.display_name, &self.config, now / 1000, sid);
+        claims.iat_ms = Some(now);
         let ring = self.ring();
         let key = ring
             .signing(now, &self.key_times())
@@ -679,3 +741,7 @@ pub fn default_display_name(email: &str) -> String {
 #[cfg(test)]
 #[path = "service_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "service_block_tests.rs"]
+mod block_tests;

@@ -1,5 +1,5 @@
-//! `bowchat admin ...`: one-shot operations on the cluster's Kafka topics and
-//! on the access-token signing keys, using the same settings as the servers
+//! `bowchat admin ...`: one-shot operations on the cluster's Kafka topics,
+//! on the access-token signing keys and for moderation (`admin_moderation`), using the same settings as the servers
 //! (so the topic prefix, brokers, database and key-encryption key always
 //! agree with what `serve` uses).
 
@@ -24,6 +24,15 @@ pub enum AdminCommand {
     /// key-encryption key).
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Users: block or unblock one platform-wide.
+    #[command(subcommand)]
+    Users(crate::admin_moderation::UsersCommand),
+    /// Message reports made by room members.
+    #[command(subcommand)]
+    Reports(crate::admin_moderation::ListCommand),
+    /// The moderation audit trail (blocks, unblocks, reports).
+    #[command(subcommand)]
+    Audit(crate::admin_moderation::ListCommand),
 }
 
 #[derive(Subcommand)]
@@ -74,6 +83,15 @@ pub enum DltCommand {
 pub async fn run(mut config: Config, command: AdminCommand) -> anyhow::Result<()> {
     match command {
         AdminCommand::Keys(command) => return keys(&config, command).await,
+        AdminCommand::Users(command) => {
+            return crate::admin_moderation::users(&config, command).await
+        }
+        AdminCommand::Reports(command) => {
+            return crate::admin_moderation::reports(&config, command).await
+        }
+        AdminCommand::Audit(command) => {
+            return crate::admin_moderation::audit(&config, command).await
+        }
         AdminCommand::Topics(TopicsCommand::Ensure { partitions }) => {
             if let Some(p) = partitions {
                 config.bus.kafka.partitions = p;

@@ -26,7 +26,7 @@ pub struct Config {
     pub gateway: GatewayConfig,
     pub auth: AuthConfig,
     pub auction: AuctionConfig,
-    pub chat: RoleConfig,
+    pub chat: ChatConfig,
     pub bus: BusConfig,
     pub outbox: OutboxConfig,
     pub store: StoreConfig,
@@ -46,7 +46,7 @@ impl Default for Config {
             gateway: GatewayConfig::default(),
             auth: AuthConfig::default(),
             auction: AuctionConfig::default(),
-            chat: RoleConfig::default(),
+            chat: ChatConfig::default(),
             bus: BusConfig::default(),
             outbox: OutboxConfig::default(),
             store: StoreConfig::default(),
@@ -157,6 +157,30 @@ impl Default for RoleConfig {
         Self {
             max_batch: 512,
             commit_retries: 3,
+        }
+    }
+}
+
+/// The chat role's batching, and the limits of chat moderation.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ChatConfig {
+    /// Most commands stored in one transaction.
+    pub max_batch: usize,
+    /// Retries of a failing commit before the batch is answered UNAVAILABLE.
+    pub commit_retries: u32,
+    /// Longest reason of a message report (`POST
+    /// /api/rooms/{id}/messages/{seq}/report`), in characters.
+    pub max_report_chars: usize,
+}
+
+impl Default for ChatConfig {
+    fn default() -> Self {
+        let role = RoleConfig::default();
+        Self {
+            max_batch: role.max_batch,
+            commit_retries: role.commit_retries,
+            max_report_chars: 500,
         }
     }
 }
@@ -393,6 +417,9 @@ impl Default for SqliteConfig {
 impl Config {
     /// Settings that parse but cannot work, found before anything starts.
     pub fn validate(&self) -> Result<(), String> {
+        if self.chat.max_report_chars == 0 {
+            return Err("chat.max_report_chars must be at least 1".into());
+        }
         let (sqlite, auction) = (&self.sqlite, &self.auction);
         for (name, value) in [
             (

@@ -3,6 +3,7 @@
 
 mod adapters;
 mod admin;
+mod admin_moderation;
 mod config;
 mod demo;
 mod fault;
@@ -41,7 +42,7 @@ enum Command {
     Serve(ServeArgs),
     /// Print the effective configuration as TOML-compatible JSON and exit.
     Config,
-    /// Administration: Kafka topics, dead letters, signing keys.
+    /// Administration: Kafka topics, dead letters, signing keys, moderation.
     #[command(subcommand)]
     Admin(admin::AdminCommand),
 }

@@ -267,6 +267,7 @@ pub async fn serve(config: Config, roles: Vec<Role>, demo: bool) -> anyhow::Resu
             roles: role_tasks.alive(),
         }),
         ephemeral,
+        max_report_chars: config.chat.max_report_chars,
         demo_accounts: if demo {
             crate::demo::accounts()
         } else {

@@ -224,6 +224,20 @@ impl ChatRepository for FakeChatRepo {
             .collect())
     }
 
+    /// The chat role never reports; the store suite covers real adapters.
+    async fn report_message(
+        &self,
+        _report: &crate::ports::NewReport,
+    ) -> Result<crate::ports::ReportOutcome, ChatRepoError> {
+        Err(ChatRepoError::Unavailable(
+            "the fake store keeps no reports".into(),
+        ))
+    }
+
+    async fn reports(&self, _limit: u32) -> Result<Vec<crate::ports::Report>, ChatRepoError> {
+        Ok(Vec::new())
+    }
+
     async fn last_seqs(&self, rooms: &[RoomId]) -> Result<HashMap<RoomId, i64>, ChatRepoError> {
         let s = self.state.lock().unwrap();
         Ok(s.rooms

@@ -165,6 +165,42 @@ impl ChatBatch {
     }
 }
 
+/// A member's report of one message, with the message as it was then.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewReport {
+    pub room_id: RoomId,
+    pub seq: i64,
+    pub reporter: UserId,
+    pub reason: String,
+    /// The message's sender and body at report time.
+    pub sender: UserId,
+    pub body: String,
+    pub at: Millis,
+}
+
+/// A stored report (`bowchat admin reports list`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Report {
+    pub id: i64,
+    pub room_id: RoomId,
+    pub seq: i64,
+    pub reporter: UserId,
+    pub reason: String,
+    pub sender: UserId,
+    pub body: String,
+    pub created_at: Millis,
+}
+
+/// What [`ChatRepository::report_message`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReportOutcome {
+    /// Stored (and audited) now, with this id.
+    Created(i64),
+    /// The reporter had reported this message already: that report's id.
+    Existing(i64),
+}
+
 #[async_trait]
 pub trait ChatRepository: Send + Sync + 'static {
     /// Creates a group room; `creator` becomes its owner, `members` (deduplicated,
@@ -240,6 +276,15 @@ pub trait ChatRepository: Send + Sync + 'static {
             "this store keeps message bodies itself".into(),
         ))
     }
+
+    /// Stores `report` with its `moderation_audit` row (action `report`,
+    /// actor the reporter, target the sender) in one transaction, once per
+    /// (room, seq, reporter): a repeat returns the first report's id and
+    /// stores nothing.
+    async fn report_message(&self, report: &NewReport) -> Result<ReportOutcome, ChatRepoError>;
+
+    /// The newest `limit` reports, newest first.
+    async fn reports(&self, limit: u32) -> Result<Vec<Report>, ChatRepoError>;
 }
 
 /// `"<min>:<max>"`: the key that makes a pair's direct room unique.

@@ -13,6 +13,7 @@ mod metrics;
 mod problem;
 mod rest_auctions;
 mod rest_auth;
+mod rest_moderation;
 mod rest_rooms;
 mod rest_social;
 mod rest_watchlist;
@@ -73,6 +74,8 @@ pub struct GatewayDeps {
     /// The accounts `--demo` seeded, offered by `GET /api/auth/demo` for a
     /// one-click sign-in; empty otherwise.
     pub demo_accounts: Vec<DemoAccount>,
+    /// Longest reason of a message report, in characters (`chat.max_report_chars`).
+    pub max_report_chars: usize,
 }
 
 /// A seeded account the login page may sign in with (demo mode only: its
@@ -90,6 +93,7 @@ pub struct DemoAccount {
 pub(crate) struct Shared {
     pub config: GatewayConfig,
     pub demo_accounts: Vec<DemoAccount>,
+    pub max_report_chars: usize,
     pub auth: Arc<AuthService>,
     pub social: Arc<SocialLogin>,
     pub auctions: Arc<dyn AuctionRepository>,
@@ -347,6 +351,7 @@ pub async fn start(deps: GatewayDeps) -> Result<Router, BusError> {
         readiness: deps.readiness,
         bid_partitions: Default::default(),
         demo_accounts: deps.demo_accounts,
+        max_report_chars: deps.max_report_chars,
         config,
     }));
     Ok(router(state))
@@ -359,6 +364,7 @@ fn router(state: AppState) -> Router {
         .merge(rest_auth::routes())
         .merge(rest_auctions::routes())
         .merge(rest_rooms::routes())
+        .merge(rest_moderation::routes())
         .merge(rest_social::routes())
         .merge(rest_watchlist::routes())
         .route("/ws", get(ws::upgrade))

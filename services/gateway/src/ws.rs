@@ -151,8 +151,8 @@ async fn run(
                     }
                     None => break,
                 };
-                if session.revoked() {
-                    end_revoked(&mut socket).await;
+                if let Some(ended) = session.ended() {
+                    end_revoked(&mut socket, ended).await;
                     break;
                 }
                 last_seen = Instant::now();
@@ -200,8 +200,8 @@ async fn run(
                     break;
                 };
                 // A revoked session gets nothing more, not even broadcasts.
-                if session.revoked() {
-                    end_revoked(&mut socket).await;
+                if let Some(ended) = session.ended() {
+                    end_revoked(&mut socket, ended).await;
                     break;
                 }
                 let mut texts = session.deliver(out).await;
@@ -218,8 +218,8 @@ async fn run(
                 }
             }
             _ = ticker.tick() => {
-                if session.revoked() {
-                    end_revoked(&mut socket).await;
+                if let Some(ended) = session.ended() {
+                    end_revoked(&mut socket, ended).await;
                     break;
                 }
                 if session.expired_beyond_grace() {
@@ -239,11 +239,11 @@ async fn run(
     session.close().await;
 }
 
-/// Ends a connection whose session was logged out or revoked: an `ERROR
-/// TOKEN_REVOKED` frame, then close code 4001 (the same as an expired token:
-/// the client must log in again).
-async fn end_revoked(socket: &mut WebSocket) {
-    let error = bowchat_auth::AuthError::TokenRevoked;
+/// Ends a connection whose session was logged out or revoked, or whose
+/// user was blocked: an `ERROR TOKEN_REVOKED` (or `USER_BLOCKED`) frame, then
+/// close code 4001 (the same as an expired token: the client must log in
+/// again).
+async fn end_revoked(socket: &mut WebSocket, error: bowchat_auth::AuthError) {
     let _ = send(
         socket,
         &ServerFrame::error(error.code(), error.to_string(), None),
@@ -252,7 +252,11 @@ async fn end_revoked(socket: &mut WebSocket) {
     let _ = socket
         .send(Message::Close(Some(CloseFrame {
             code: 4001,
-            reason: "session revoked".into(),
+            reason: if error == bowchat_auth::AuthError::UserBlocked {
+                "user blocked".into()
+            } else {
+                "session revoked".into()
+            },
         })))
         .await;
 }

@@ -28,6 +28,8 @@ pub struct Session {
     expires_at: i64,
     /// The session (refresh family) of the token in force; see `revoked`.
     sid: String,
+    /// When the token in force was issued (ms): a block of the user ends it.
+    issued_ms: i64,
     /// Watched auctions and the last price-step count sent for each.
     auctions: HashMap<AuctionId, i64>,
     /// Watched rooms and the last message seq sent for each.
@@ -55,6 +57,7 @@ impl Session {
             conn_id,
             user: claims.sub,
             expires_at: claims.exp,
+            issued_ms: claims.issued_ms(),
             sid: claims.sid,
             auctions: HashMap::new(),
             rooms: HashMap::new(),
@@ -79,9 +82,13 @@ impl Session {
         self.close
     }
 
-    /// Whether the token's session was logged out or revoked since.
-    pub fn revoked(&self) -> bool {
-        self.state.auth.session_revoked(&self.sid)
+    /// Why the token in force stopped working since, if it did: its
+    /// session was logged out or revoked (`TOKEN_REVOKED`), or its user
+    /// blocked (`USER_BLOCKED`).
+    pub fn ended(&self) -> Option<bowchat_auth::AuthError> {
+        self.state
+            .auth
+            .token_ended(self.user, self.issued_ms, &self.sid)
     }
 
     fn expired(&self) -> bool {
@@ -256,6 +263,7 @@ impl Session {
         match self.state.auth.verify_access(token) {
             Ok(claims) if claims.sub == self.user => {
                 self.expires_at = claims.exp;
+                self.issued_ms = claims.issued_ms();
                 self.sid.clone_from(&claims.sid);
                 vec![ServerFrame::AuthOk {
                     request_id,

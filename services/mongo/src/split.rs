@@ -218,6 +218,18 @@ impl<R: ChatRepository> ChatRepository for SplitChatRepository<R> {
         self.inner.last_seqs(rooms).await
     }
 
+    /// Reports carry a copy of the message, so they live in the inner store.
+    async fn report_message(
+        &self,
+        report: &bowchat_chat::ports::NewReport,
+    ) -> Result<bowchat_chat::ports::ReportOutcome, ChatRepoError> {
+        self.inner.report_message(report).await
+    }
+
+    async fn reports(&self, limit: u32) -> Result<Vec<bowchat_chat::ports::Report>, ChatRepoError> {
+        self.inner.reports(limit).await
+    }
+
     /// Bodies to MongoDB, then the rest (and the sequence advance, the
     /// commit point) to the inner store, which keeps no copy of the bodies.
     async fn commit(&self, batch: &ChatBatch) -> Result<(), ChatRepoError> {

@@ -2,6 +2,7 @@
 //! signing keys and refresh-token records.
 
 use async_trait::async_trait;
+use bowchat_auth::moderation::{AuditEntry, BlockChange, BlockOutcome};
 use bowchat_auth::ports::{AuthRepoError, AuthRepository, RefreshRecord, User};
 use bowchat_auth::StoredSigningKey;
 use bowchat_model::{Millis, UserId};
@@ -10,7 +11,8 @@ use sqlx::{PgExecutor, Row};
 
 use crate::PgStore;
 
-const USER_COLUMNS: &str = "id, email, display_name, password_hash, created_at";
+pub(crate) const USER_COLUMNS: &str =
+    "id, email, display_name, password_hash, created_at, blocked_at";
 const REFRESH_COLUMNS: &str =
     "token_hash, family, user_id, created_at, expires_at, rotated_at, revoked_at, successor";
 
@@ -60,6 +62,7 @@ pub(crate) fn user_of(row: &PgRow) -> Result<User, AuthRepoError> {
         display_name: row.try_get("display_name").map_err(corrupt)?,
         password_hash: row.try_get("password_hash").map_err(corrupt)?,
         created_at: row.try_get("created_at").map_err(corrupt)?,
+        blocked_at: row.try_get("blocked_at").map_err(corrupt)?,
     })
 }
 
@@ -125,6 +128,7 @@ impl AuthRepository for PgAuthRepository {
             display_name: display_name.to_string(),
             password_hash: password_hash.map(str::to_string),
             created_at: now,
+            blocked_at: None,
         })
     }
 
@@ -306,5 +310,17 @@ impl AuthRepository for PgAuthRepository {
         .await
         .map_err(storage_error)?;
         Ok(())
+    }
+
+    async fn set_blocked(&self, change: &BlockChange) -> Result<BlockOutcome, AuthRepoError> {
+        crate::moderation_repo::set_blocked(&self.store, change).await
+    }
+
+    async fn blocks_since(&self, since: Millis) -> Result<Vec<(UserId, Millis)>, AuthRepoError> {
+        crate::moderation_repo::blocks_since(&self.store, since).await
+    }
+
+    async fn moderation_audit(&self, limit: u32) -> Result<Vec<AuditEntry>, AuthRepoError> {
+        crate::moderation_repo::moderation_audit(&self.store, limit).await
     }
 }

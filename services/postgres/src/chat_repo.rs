@@ -297,6 +297,16 @@ impl ChatRepository for PgChatRepository {
     async fn commit_sequences(&self, batch: &ChatBatch) -> Result<(), ChatRepoError> {
         self.store_batch(batch, false).await
     }
+    async fn report_message(
+        &self,
+        report: &bowchat_chat::ports::NewReport,
+    ) -> Result<bowchat_chat::ports::ReportOutcome, ChatRepoError> {
+        crate::moderation_repo::report_message(&self.store, report).await
+    }
+
+    async fn reports(&self, limit: u32) -> Result<Vec<bowchat_chat::ports::Report>, ChatRepoError> {
+        crate::moderation_repo::reports(&self.store, limit).await
+    }
 }
 
 impl PgChatRepository {

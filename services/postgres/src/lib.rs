@@ -10,6 +10,7 @@
 mod auction_repo;
 mod auth_repo;
 mod chat_repo;
+mod moderation_repo;
 mod outbox;
 mod social_repo;
 

@@ -178,6 +178,7 @@ impl SocialRepository for PgSocialRepository {
             display_name: display_name.to_string(),
             password_hash: None,
             created_at: now,
+            blocked_at: None,
         }))
     }
 

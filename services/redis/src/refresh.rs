@@ -14,6 +14,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
+use bowchat_auth::moderation::{AuditEntry, BlockChange, BlockOutcome};
 use bowchat_auth::ports::{AuthRepoError, AuthRepository, RefreshRecord, User};
 use bowchat_auth::StoredSigningKey;
 use bowchat_model::{Millis, UserId};
@@ -211,6 +212,22 @@ impl<A: AuthRepository> AuthRepository for RedisRefreshStore<A> {
 
     async fn delete_signing_keys(&self, kids: &[String]) -> Result<(), AuthRepoError> {
         self.inner.delete_signing_keys(kids).await
+    }
+
+    /// The block lives with the user in the inner store. The families kept
+    /// here are not listed by user, so they are not marked revoked: a
+    /// blocked user's refresh is refused by the auth service, and the
+    /// deny list of blocked users ends their access tokens.
+    async fn set_blocked(&self, change: &BlockChange) -> Result<BlockOutcome, AuthRepoError> {
+        self.inner.set_blocked(change).await
+    }
+
+    async fn blocks_since(&self, since: Millis) -> Result<Vec<(UserId, Millis)>, AuthRepoError> {
+        self.inner.blocks_since(since).await
+    }
+
+    async fn moderation_audit(&self, limit: u32) -> Result<Vec<AuditEntry>, AuthRepoError> {
+        self.inner.moderation_audit(limit).await
     }
 
     async fn insert_refresh(&self, record: &RefreshRecord) -> Result<(), AuthRepoError> {

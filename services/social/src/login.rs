@@ -278,6 +278,8 @@ impl SocialLogin {
                 }
             }
         };
+        // A blocked account gets no login code (the exchange would refuse it too).
+        self.auth.ensure_not_blocked(user).await?;
         let login_code = self
             .issue_ticket(
                 TicketKind::LoginCode,

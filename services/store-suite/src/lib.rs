@@ -9,6 +9,7 @@
 pub mod auction;
 pub mod auth;
 pub mod chat;
+pub mod moderation;
 pub mod outbox;
 pub mod social;
 
@@ -53,6 +54,19 @@ macro_rules! conformance_tests {
         $crate::chat_conformance_tests!($harness);
         $crate::social_conformance_tests!($harness);
         $crate::auction_conformance_tests!($harness);
+        $crate::moderation_conformance_tests!($harness);
+    };
+}
+
+/// Moderation across the auth and chat ports (blocks, reports, the audit
+/// trail they share): only for stores that hold both.
+#[macro_export]
+macro_rules! moderation_conformance_tests {
+    ($harness:path) => {
+        $crate::suite_tests!(@each $harness;
+            moderation::a_block_revokes_the_users_families_and_is_audited,
+            moderation::a_report_is_stored_once_per_reporter_and_audited,
+        );
     };
 }
 

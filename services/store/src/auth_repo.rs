@@ -5,6 +5,7 @@
 //! reads use the reader pool (WAL readers see every committed write).
 
 use async_trait::async_trait;
+use bowchat_auth::moderation::{AuditEntry, BlockChange, BlockOutcome};
 use bowchat_auth::ports::{AuthRepoError, AuthRepository, RefreshRecord, User};
 use bowchat_auth::StoredSigningKey;
 use bowchat_model::{Millis, UserId};
@@ -26,7 +27,8 @@ fn key_of(row: &SqliteRow) -> Result<StoredSigningKey, AuthRepoError> {
 /// SQLite binds at most 32766 parameters; stay far below for `users(ids)`.
 const IDS_PER_QUERY: usize = 500;
 
-const USER_COLUMNS: &str = "id, email, display_name, password_hash, created_at";
+pub(crate) const USER_COLUMNS: &str =
+    "id, email, display_name, password_hash, created_at, blocked_at";
 const REFRESH_COLUMNS: &str =
     "token_hash, family, user_id, created_at, expires_at, rotated_at, revoked_at, successor";
 
@@ -56,13 +58,14 @@ pub(crate) fn corrupt(e: sqlx::Error) -> AuthRepoError {
     AuthRepoError::Corrupt(e.to_string())
 }
 
-fn user_of(row: &SqliteRow) -> Result<User, AuthRepoError> {
+pub(crate) fn user_of(row: &SqliteRow) -> Result<User, AuthRepoError> {
     Ok(User {
         id: row.try_get("id").map_err(corrupt)?,
         email: row.try_get("email").map_err(corrupt)?,
         display_name: row.try_get("display_name").map_err(corrupt)?,
         password_hash: row.try_get("password_hash").map_err(corrupt)?,
         created_at: row.try_get("created_at").map_err(corrupt)?,
+        blocked_at: row.try_get("blocked_at").map_err(corrupt)?,
     })
 }
 
@@ -126,6 +129,7 @@ impl AuthRepository for SqliteAuthRepository {
             display_name: display_name.to_string(),
             password_hash: password_hash.map(str::to_string),
             created_at: now,
+            blocked_at: None,
         })
     }
 
@@ -327,5 +331,17 @@ impl AuthRepository for SqliteAuthRepository {
         .await
         .map_err(storage_error)?;
         tx.commit().await.map_err(storage_error)
+    }
+
+    async fn set_blocked(&self, change: &BlockChange) -> Result<BlockOutcome, AuthRepoError> {
+        crate::moderation_repo::set_blocked(&self.db, change).await
+    }
+
+    async fn blocks_since(&self, since: Millis) -> Result<Vec<(UserId, Millis)>, AuthRepoError> {
+        crate::moderation_repo::blocks_since(&self.db, since).await
+    }
+
+    async fn moderation_audit(&self, limit: u32) -> Result<Vec<AuditEntry>, AuthRepoError> {
+        crate::moderation_repo::moderation_audit(&self.db, limit).await
     }
 }

@@ -315,6 +315,16 @@ impl ChatRepository for SqliteChatRepository {
     async fn commit_sequences(&self, batch: &ChatBatch) -> Result<(), ChatRepoError> {
         self.store_batch(batch, false).await
     }
+    async fn report_message(
+        &self,
+        report: &bowchat_chat::ports::NewReport,
+    ) -> Result<bowchat_chat::ports::ReportOutcome, ChatRepoError> {
+        crate::moderation_repo::report_message(&self.db, report).await
+    }
+
+    async fn reports(&self, limit: u32) -> Result<Vec<bowchat_chat::ports::Report>, ChatRepoError> {
+        crate::moderation_repo::reports(&self.db, limit).await
+    }
 }
 
 impl SqliteChatRepository {

@@ -8,6 +8,7 @@ mod auction_repo;
 mod auth_repo;
 mod chat_repo;
 pub mod chat_rows;
+pub mod moderation_repo;
 pub mod outbox;
 mod padded_rows;
 mod results_store;

@@ -177,6 +177,7 @@ impl SocialRepository for SqliteSocialRepository {
             display_name: display_name.to_string(),
             password_hash: None,
             created_at: now,
+            blocked_at: None,
         }))
     }
 
