@@ -5,7 +5,7 @@
 mod support;
 
 use reqwest::Method;
-use serde_json::{json, Value};
+use serde_json::json;
 use support::{item_ids, Server};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -73,7 +73,11 @@ async fn a_watchlist_is_the_users_own_bounded_and_survives_a_restart() {
 
     let (status, list) = server.get("/api/me/watchlist", Some(&ann.token)).await;
     assert_eq!(status, 200, "{list}");
-    assert_eq!(item_ids(&list), vec![auctions[1], auctions[0]], "newest first");
+    assert_eq!(
+        item_ids(&list),
+        vec![auctions[1], auctions[0]],
+        "newest first"
+    );
     assert_eq!(
         list["items"][0]["title"], "vase",
         "full auction views: {list}"

@@ -248,7 +248,6 @@ impl Drop for Server {
     }
 }
 
-#[derive(Clone, Debug)]
 /// The `id`s of a list answer's `items`, in order.
 pub fn item_ids(body: &Value) -> Vec<i64> {
     body["items"]
@@ -259,6 +258,7 @@ pub fn item_ids(body: &Value) -> Vec<i64> {
         .collect()
 }
 
+#[derive(Clone, Debug)]
 pub struct User {
     pub id: i64,
     pub token: String,
