@@ -76,7 +76,7 @@ run() {
 if [ "${1:-}" = soak ]; then
   run soak soak --minutes "${2:-30}" --rate "${3:-1000}" --connections 100 --server-pid "$SERVER_PID"
   if command -v jq >/dev/null; then
-    jq -r '"soak: \(.extra.load.minutes) min at \(.extra.load.bidsPerSec) bids/s: answers/s \(.answersPerSec), failed \(.failed)/\(.answered + .failed), p99 \(.latencyMs.p99) ms; RSS \(.extra.footprint.rssMiBFirst) -> \(.extra.footprint.rssMiBLast) MiB (slope \(.extra.footprint.rssSlopeMiBPerHour) MiB/h), open files \(.extra.footprint.openFdsFirst) -> \(.extra.footprint.openFdsLast) (slope \(.extra.footprint.openFdsSlopePerHour)/h); side load \(.extra.sideLoad)"' "$OUT/soak.json"
+    jq -r '"soak: \(.extra.load.minutes) min at \(.extra.load.bidsPerSec) bids/s: answers/s \(.answersPerSec), failed \(.failed)/\(.answered + .failed), p99 \(.latencyMs.p99) ms; RSS \(.extra.footprint.rssMiBFirst) -> \(.extra.footprint.rssMiBLast) MiB (slope \(.extra.footprint.rssSlopeMiBPerHour) MiB/h, second half \(.extra.footprint.rssSlopeMiBPerHourSecondHalf)), anonymous \(.extra.footprint.rssAnonMiBFirst) -> \(.extra.footprint.rssAnonMiBLast) MiB (slope \(.extra.footprint.rssAnonSlopeMiBPerHour) MiB/h, second half \(.extra.footprint.rssAnonSlopeMiBPerHourSecondHalf)), after the load \(.extra.footprint.rssMiBAfterLoad) MiB (anonymous \(.extra.footprint.rssAnonMiBAfterLoad)), open files \(.extra.footprint.openFdsFirst) -> \(.extra.footprint.openFdsLast) (slope \(.extra.footprint.openFdsSlopePerHour)/h); side load \(.extra.sideLoad)"' "$OUT/soak.json"
     jq -r '.extra.minutes[] | "  minute \(.minute): \(.answers) answers, \(.failures) failures, p50 \(.latencyMs.p50) p95 \(.latencyMs.p95) p99 \(.latencyMs.p99) max \(.latencyMs.max) ms"' "$OUT/soak.json"
   fi
   exit 0

@@ -40,6 +40,10 @@ pub struct SoakOptions {
 pub struct Sample {
     pub t: u64,
     pub rss_mib: Option<f64>,
+    /// The anonymous part of the RSS (heap, stacks): what a leak grows. The
+    /// rest is mostly the store's memory-mapped files, which the kernel can
+    /// drop. Only from /proc.
+    pub rss_anon_mib: Option<f64>,
     pub open_fds: Option<f64>,
 }
 
@@ -110,18 +114,33 @@ fn proc_fds(pid: u32) -> Option<f64> {
     Some(std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count() as f64)
 }
 
+/// A `kB` line of `/proc/<pid>/status`, in bytes.
+fn proc_status_bytes(pid: u32, key: &str) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with(key))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024.0)
+}
+
 async fn sample(api: &Api, pid: Option<u32>, t: u64) -> Sample {
-    let (rss, fds) = match pid {
-        Some(pid) => (crate::idle::proc_rss(pid), proc_fds(pid)),
+    let (rss, anon, fds) = match pid {
+        Some(pid) => (
+            proc_status_bytes(pid, "VmRSS:"),
+            proc_status_bytes(pid, "RssAnon:"),
+            proc_fds(pid),
+        ),
         None => (
             api.server_rss().await,
+            None,
             api.server_gauge("process_open_fds").await,
         ),
     };
     let round = |x: f64| (x * 10.0).round() / 10.0;
+    let mib = |b: f64| round(b / (1024.0 * 1024.0));
     Sample {
         t,
-        rss_mib: rss.map(|b| round(b / (1024.0 * 1024.0))),
+        rss_mib: rss.map(mib),
+        rss_anon_mib: anon.map(mib),
         open_fds: fds,
     }
 }
@@ -278,14 +297,16 @@ pub async fn run(api: &Api, o: &SoakOptions, password: &str) -> anyhow::Result<R
     let bar = crate::record::progress("soak", secs, pool.live.clone());
     let rate = o.rate;
     pool.offer(Duration::from_secs(secs), |_| rate).await;
-    let load = std::mem::take(&mut pool.load);
-    let (tally, elapsed) = pool.finish().await;
-    bar.finish_and_clear();
     for task in tasks {
         task.abort();
     }
     let last = sample(api, o.server_pid, start.elapsed().as_secs()).await;
     samples.lock().unwrap().push(last);
+    let load = std::mem::take(&mut pool.load);
+    let (tally, elapsed) = pool.finish().await;
+    bar.finish_and_clear();
+    // Once the connections are gone: what the load itself held.
+    let after = sample(api, o.server_pid, start.elapsed().as_secs()).await;
 
     let minutes = per_window(&tally, 60);
     let mut report = Report::build("soak", tally, elapsed, &load);
@@ -298,7 +319,14 @@ pub async fn run(api: &Api, o: &SoakOptions, password: &str) -> anyhow::Result<R
             .collect()
     };
     let rss = after_warmup(|s| s.rss_mib);
+    let anon = after_warmup(|s| s.rss_anon_mib);
     let fds = after_warmup(|s| s.open_fds);
+    // The second half alone: a cache that fills up early flattens there, a
+    // leak does not.
+    let half = o.warmup_secs.max(secs / 2) as f64;
+    let second_half = |points: &[(f64, f64)]| -> Vec<(f64, f64)> {
+        points.iter().copied().filter(|p| p.0 >= half).collect()
+    };
     report.extra.insert(
         "footprint".into(),
         json!({
@@ -307,9 +335,17 @@ pub async fn run(api: &Api, o: &SoakOptions, password: &str) -> anyhow::Result<R
             "rssMiBFirst": rss.first().map(|p| p.1),
             "rssMiBLast": rss.last().map(|p| p.1),
             "rssSlopeMiBPerHour": slope_per_hour(&rss),
+            "rssSlopeMiBPerHourSecondHalf": slope_per_hour(&second_half(&rss)),
+            "rssAnonMiBFirst": anon.first().map(|p| p.1),
+            "rssAnonMiBLast": anon.last().map(|p| p.1),
+            "rssAnonSlopeMiBPerHour": slope_per_hour(&anon),
+            "rssAnonSlopeMiBPerHourSecondHalf": slope_per_hour(&second_half(&anon)),
+            "rssMiBAfterLoad": after.rss_mib,
+            "rssAnonMiBAfterLoad": after.rss_anon_mib,
             "openFdsFirst": fds.first().map(|p| p.1),
             "openFdsLast": fds.last().map(|p| p.1),
             "openFdsSlopePerHour": slope_per_hour(&fds),
+            "openFdsAfterLoad": after.open_fds,
         }),
     );
     report.extra.insert("samples".into(), json!(samples));
