@@ -2,7 +2,9 @@
 //!
 //! A block is stored on the user. Storing it, revoking the user's refresh
 //! families and writing the audit row happen in one transaction of the
-//! [`AuthRepository`](crate::AuthRepository) (`set_blocked`). Access tokens
+//! [`AuthRepository`](crate::AuthRepository) (`set_blocked`); a repository
+//! keeping refresh tokens elsewhere (Redis) revokes those right after that
+//! transaction, in the same call. Access tokens
 //! already issued are ended by the deny list (`revocation`): every process
 //! reads the blocks recorded in the audit trail with the revocations it polls
 //! (`auth.revocation_poll_ms`) and refuses the user's tokens issued up to the

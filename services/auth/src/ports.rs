@@ -123,7 +123,9 @@ pub trait AuthRepository: Send + Sync + 'static {
     /// user, on a block the revocation of every refresh token of the user
     /// (so their families reach `revoked_families`), and a
     /// `moderation_audit` row. Nothing is stored when the user is already in
-    /// the asked state.
+    /// the asked state. Refresh tokens kept outside that transaction (Redis)
+    /// are revoked after it, also for a user already blocked (so blocking
+    /// again finishes a revocation that failed).
     async fn set_blocked(&self, change: &BlockChange) -> Result<BlockOutcome, AuthRepoError>;
     /// Blocks recorded at or after `since` (user, time of the block), from
     /// the audit trail: a block later lifted is still listed, so the tokens

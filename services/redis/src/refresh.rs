@@ -2,14 +2,21 @@
 //! in an inner `AuthRepository`.
 //!
 //! Keys: `<prefix>rt:<token hash>` is a hash (family, user, created, expires,
-//! rotated, revoked, successor) and `<prefix>rf:<family>` the set of a
-//! family's token hashes. `<prefix>revoked` is a sorted set of revoked
-//! families scored by revocation time (the deny list gateways poll), trimmed
-//! to the last day. A record lives for its own lifetime (`expires_at - created_at`,
-//! measured from its insertion, so the callers' clocks and Redis's need not
-//! agree) plus `grace`; a family set lives as long as its longest record.
-//! After that an expired token is simply unknown, which the auth service
-//! treats like an expired one.
+//! rotated, revoked, successor), `<prefix>rf:<family>` the set of a family's
+//! token hashes and `<prefix>user-families:<user>` the set of a user's
+//! families not revoked yet (so a block can find them). `<prefix>revoked` is
+//! a sorted set of revoked families scored by revocation time (the deny list
+//! gateways poll), trimmed to the last day. A record lives for its own
+//! lifetime (`expires_at - created_at`, measured from its insertion, so the
+//! callers' clocks and Redis's need not agree) plus `grace`; a family set and
+//! a user's set live as long as their longest record. After that an expired
+//! token is simply unknown, which the auth service treats like an expired
+//! one.
+//!
+//! A block (`set_blocked`) is stored by the inner repository, then revokes
+//! the user's families here ([`RedisRefreshStore::revoke_user`]): the two
+//! stores share no transaction, so a failure after the block is stored is
+//! reported, and blocking the user again finishes the revocation.
 
 use std::time::Duration;
 
@@ -22,9 +29,10 @@ use redis::aio::ConnectionManager;
 use redis::{AsyncCommands, Script};
 
 /// Shared by insert and rotate: writes the record in KEYS[a] with ARGV[a..],
-/// adds it to the family set KEYS[a+1] and stretches the set's TTL.
+/// adds it to the family set `fam` and the family to the user's set `usr`,
+/// and stretches both sets' TTL to the record's.
 const INSERT_FN: &str = r#"
-local function insert(key, fam, a)
+local function insert(key, fam, usr, a)
   redis.call('HSET', key, 'family', ARGV[a], 'user', ARGV[a+1], 'created', ARGV[a+2], 'expires', ARGV[a+3])
   if ARGV[a+5] ~= '' then redis.call('HSET', key, 'rotated', ARGV[a+5]) end
   if ARGV[a+6] ~= '' then redis.call('HSET', key, 'revoked', ARGV[a+6]) end
@@ -33,18 +41,21 @@ local function insert(key, fam, a)
   redis.call('PEXPIRE', key, ttl)
   redis.call('SADD', fam, ARGV[a+7])
   if redis.call('PTTL', fam) < ttl then redis.call('PEXPIRE', fam, ttl) end
+  redis.call('SADD', usr, ARGV[a])
+  if redis.call('PTTL', usr) < ttl then redis.call('PEXPIRE', usr, ttl) end
 end
 "#;
 
-/// KEYS: record, family set. Returns 0 when the hash is taken.
+/// KEYS: record, family set, user's families. Returns 0 when the hash is
+/// taken.
 const INSERT: &str = r#"
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-insert(KEYS[1], KEYS[2], 1)
+insert(KEYS[1], KEYS[2], KEYS[3], 1)
 return 1
 "#;
 
-/// KEYS: old record, new record, new family set; ARGV[1] = now, ARGV[2] = the
-/// sealed successor, then the new record. 1: rotated; 0: old unknown,
+/// KEYS: old record, new record, new family set, user's families; ARGV[1] =
+/// now, ARGV[2] = the sealed successor, then the new record. 1: rotated; 0: old unknown,
 /// rotated or revoked; -1: new hash taken.
 const ROTATE: &str = r#"
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
@@ -53,25 +64,59 @@ if redis.call('HEXISTS', KEYS[1], 'rotated') == 1 or redis.call('HEXISTS', KEYS[
 end
 if redis.call('EXISTS', KEYS[2]) == 1 then return -1 end
 redis.call('HSET', KEYS[1], 'rotated', ARGV[1], 'successor', ARGV[2])
-insert(KEYS[2], KEYS[3], 3)
+insert(KEYS[2], KEYS[3], KEYS[4], 3)
 return 1
 "#;
 
-/// KEYS: family set, revoked families; ARGV: now, record key prefix, family.
-/// Members whose record expired are dropped from the set on the way; the
-/// family enters the deny list with its first revocation time.
+/// KEYS: family set, revoked families; ARGV: now, record key prefix, family,
+/// user's families key prefix. Members whose record expired are dropped from
+/// the set on the way; the family enters the deny list with its first
+/// revocation time and leaves its user's set (the user is read from a live
+/// record: the family id alone does not name it).
 const REVOKE_FAMILY: &str = r#"
 redis.call('ZADD', KEYS[2], 'NX', ARGV[1], ARGV[3])
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. (tonumber(ARGV[1]) - 86400000))
+local user = false
 for _, h in ipairs(redis.call('SMEMBERS', KEYS[1])) do
   local key = ARGV[2] .. h
   if redis.call('EXISTS', key) == 1 then
     redis.call('HSETNX', key, 'revoked', ARGV[1])
+    user = user or redis.call('HGET', key, 'user')
   else
     redis.call('SREM', KEYS[1], h)
   end
 end
+if user then redis.call('SREM', ARGV[4] .. user, ARGV[3]) end
 return 1
+"#;
+
+/// KEYS: user's families, revoked families; ARGV: now, record key prefix,
+/// family set key prefix. Revokes every family in the user's set as
+/// `REVOKE_FAMILY` does (one script, so a rotation cannot slip in between
+/// two families) and empties the set; returns how many families had a live
+/// record. A family whose records all expired is only forgotten.
+const REVOKE_USER: &str = r#"
+local revoked = 0
+for _, f in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  local fam = ARGV[3] .. f
+  local live = false
+  for _, h in ipairs(redis.call('SMEMBERS', fam)) do
+    local key = ARGV[2] .. h
+    if redis.call('EXISTS', key) == 1 then
+      redis.call('HSETNX', key, 'revoked', ARGV[1])
+      live = true
+    else
+      redis.call('SREM', fam, h)
+    end
+  end
+  if live then
+    redis.call('ZADD', KEYS[2], 'NX', ARGV[1], f)
+    revoked = revoked + 1
+  end
+  redis.call('SREM', KEYS[1], f)
+end
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. (tonumber(ARGV[1]) - 86400000))
+return revoked
 "#;
 
 /// KEYS: record; ARGV: now.
@@ -89,6 +134,7 @@ pub struct RedisRefreshStore<A> {
     insert: Script,
     rotate: Script,
     revoke_family: Script,
+    revoke_user: Script,
     revoke_token: Script,
 }
 
@@ -112,6 +158,7 @@ impl<A: AuthRepository> RedisRefreshStore<A> {
             insert: Script::new(&format!("{INSERT_FN}{INSERT}")),
             rotate: Script::new(&format!("{INSERT_FN}{ROTATE}")),
             revoke_family: Script::new(REVOKE_FAMILY),
+            revoke_user: Script::new(REVOKE_USER),
             revoke_token: Script::new(REVOKE_TOKEN),
         }
     }
@@ -124,8 +171,31 @@ impl<A: AuthRepository> RedisRefreshStore<A> {
         format!("{}rf:{family}", self.prefix)
     }
 
+    fn user_families_prefix(&self) -> String {
+        format!("{}user-families:", self.prefix)
+    }
+
+    fn user_families_key(&self, user: UserId) -> String {
+        format!("{}{user}", self.user_families_prefix())
+    }
+
     fn revoked_key(&self) -> String {
         format!("{}revoked", self.prefix)
+    }
+
+    /// Revokes every refresh family of `user` kept here at `now` (they enter
+    /// the deny list like any revoked family) and returns how many had a
+    /// live token. Families created later are not affected.
+    pub async fn revoke_user(&self, user: UserId, now: Millis) -> Result<u64, AuthRepoError> {
+        self.revoke_user
+            .key(self.user_families_key(user))
+            .key(self.revoked_key())
+            .arg(now)
+            .arg(format!("{}rt:", self.prefix))
+            .arg(format!("{}rf:", self.prefix))
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(unavailable)
     }
 
     /// The record's TTL in Redis, in milliseconds (at least 1).
@@ -214,12 +284,29 @@ impl<A: AuthRepository> AuthRepository for RedisRefreshStore<A> {
         self.inner.delete_signing_keys(kids).await
     }
 
-    /// The block lives with the user in the inner store. The families kept
-    /// here are not listed by user, so they are not marked revoked: a
-    /// blocked user's refresh is refused by the auth service, and the
-    /// deny list of blocked users ends their access tokens.
+    /// The block is stored (and audited) by the inner store, then the
+    /// user's families kept here are revoked, so they stay refused after an
+    /// unblock like the ones the inner store revoked in its transaction.
+    /// Also when the user was blocked already: a block whose revocation here
+    /// failed is finished by blocking again.
     async fn set_blocked(&self, change: &BlockChange) -> Result<BlockOutcome, AuthRepoError> {
-        self.inner.set_blocked(change).await
+        let outcome = self.inner.set_blocked(change).await?;
+        if let BlockOutcome::Changed(user) | BlockOutcome::Unchanged(user) = &outcome {
+            if change.blocked {
+                let revoked = self.revoke_user(user.id, change.at).await.map_err(|e| {
+                    AuthRepoError::Unavailable(format!(
+                        "the block of user {} is stored, but revoking their refresh tokens in Redis failed (block again to finish): {e}",
+                        user.id
+                    ))
+                })?;
+                tracing::info!(
+                    user = user.id,
+                    families = revoked,
+                    "revoked a blocked user's refresh families in Redis"
+                );
+            }
+        }
+        Ok(outcome)
     }
 
     async fn blocks_since(&self, since: Millis) -> Result<Vec<(UserId, Millis)>, AuthRepoError> {
@@ -232,7 +319,9 @@ impl<A: AuthRepository> AuthRepository for RedisRefreshStore<A> {
 
     async fn insert_refresh(&self, record: &RefreshRecord) -> Result<(), AuthRepoError> {
         let mut invocation = self.insert.key(self.token_key(&record.token_hash));
-        invocation.key(self.family_key(&record.family));
+        invocation
+            .key(self.family_key(&record.family))
+            .key(self.user_families_key(record.user_id));
         for arg in self.record_args(record) {
             invocation.arg(arg);
         }
@@ -282,6 +371,7 @@ impl<A: AuthRepository> AuthRepository for RedisRefreshStore<A> {
         invocation
             .key(self.token_key(&new.token_hash))
             .key(self.family_key(&new.family))
+            .key(self.user_families_key(new.user_id))
             .arg(now)
             .arg(successor);
         for arg in self.record_args(new) {
@@ -309,6 +399,7 @@ impl<A: AuthRepository> AuthRepository for RedisRefreshStore<A> {
             .arg(now)
             .arg(format!("{}rt:", self.prefix))
             .arg(family)
+            .arg(self.user_families_prefix())
             .invoke_async(&mut self.conn.clone())
             .await
             .map_err(unavailable)?;

@@ -74,6 +74,76 @@ async fn refresh_records_live_for_their_lifetime_plus_grace() {
     .await;
 }
 
+#[tokio::test]
+async fn a_users_families_are_indexed_while_they_live_and_revoked_together() {
+    common::with_prefix(|config| async move {
+        let mut conn = common::connect(&config).await;
+        let store = RedisRefreshStore::new(
+            InMemoryAuthRepository::default(),
+            conn.clone(),
+            &config.key_prefix,
+            Duration::from_millis(100),
+        );
+        let of = |hash: &str, family: &str, user: i64, lifetime: i64| RefreshRecord {
+            family: family.into(),
+            user_id: user,
+            ..record(hash, lifetime)
+        };
+        store
+            .insert_refresh(&of("a1", "fa", 1, 60_000))
+            .await
+            .unwrap();
+        store.insert_refresh(&of("o1", "fo", 1, 300)).await.unwrap();
+        store
+            .insert_refresh(&of("b1", "fb", 2, 60_000))
+            .await
+            .unwrap();
+        // A rotation keeps the family in the index.
+        assert!(store
+            .rotate_refresh("a1", "sealed", &of("a2", "fa", 1, 60_000), 2_000)
+            .await
+            .unwrap());
+        let index = format!("{}user-families:1", config.key_prefix);
+        let ttl: i64 = conn.pttl(&index).await.unwrap();
+        assert!(
+            ttl > 59_000,
+            "the index lives as long as the longest family: {ttl}"
+        );
+        let mut families: Vec<String> = conn.smembers(&index).await.unwrap();
+        families.sort();
+        assert_eq!(families, ["fa", "fo"]);
+
+        // A family revoked alone (a logout) leaves the index.
+        store.revoke_family("fo", 3_000).await.unwrap();
+        let families: Vec<String> = conn.smembers(&index).await.unwrap();
+        assert_eq!(families, ["fa"]);
+
+        assert_eq!(store.revoke_user(1, 5_000).await.unwrap(), 1);
+        for hash in ["a1", "a2"] {
+            assert_eq!(
+                store.refresh(hash).await.unwrap().unwrap().revoked_at,
+                Some(5_000),
+                "{hash}"
+            );
+        }
+        assert_eq!(store.refresh("b1").await.unwrap().unwrap().revoked_at, None);
+        let mut revoked = store.revoked_families(0).await.unwrap();
+        revoked.sort();
+        assert_eq!(
+            revoked,
+            [("fa".to_string(), 5_000), ("fo".to_string(), 3_000)]
+        );
+        assert!(!conn.exists::<_, bool>(&index).await.unwrap());
+        // Nothing left to revoke: again is a no-op.
+        assert_eq!(store.revoke_user(1, 6_000).await.unwrap(), 0);
+        assert_eq!(
+            store.refresh("a2").await.unwrap().unwrap().revoked_at,
+            Some(5_000)
+        );
+    })
+    .await;
+}
+
 async fn limiter(config: &RedisConfig, rate: f64, burst: f64) -> Arc<RedisRateLimiter> {
     let conn = common::connect(config).await;
     Arc::new(RedisRateLimiter::new(conn, &config.key_prefix, rate, burst))

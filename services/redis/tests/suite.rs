@@ -1,5 +1,6 @@
-//! The shared auth suite (`bowchat-store-suite`) on `RedisRefreshStore`:
-//! refresh tokens on the real Redis, users and keys in a SQLite file.
+//! The shared auth and moderation suites (`bowchat-store-suite`) on
+//! `RedisRefreshStore`: refresh tokens on the real Redis, users, keys, blocks
+//! and reports in a SQLite file.
 
 mod common;
 
@@ -52,3 +53,4 @@ async fn on_redis(test: SuiteTest) {
 }
 
 bowchat_store_suite::auth_conformance_tests!(on_redis);
+bowchat_store_suite::moderation_conformance_tests!(on_redis);
