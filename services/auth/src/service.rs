@@ -677,10 +677,14 @@ pub async fn rotate_signing_key(
     repo: &dyn AuthRepository,
     kek: &Kek,
 ) -> Result<StoredSigningKey, AuthError> {
+    let mut newest = Millis::MIN;
     for key in repo.signing_keys().await? {
-        SigningKey::open(&key, kek)?;
+        newest = newest.max(SigningKey::open(&key, kek)?.created_at());
     }
-    let key = SigningKey::generate(now_millis())?.seal(kek)?;
+    // The ring orders keys by creation time: a key made in the same
+    // millisecond as the newest could sort before it and never sign.
+    let created_at = now_millis().max(newest.saturating_add(1));
+    let key = SigningKey::generate(created_at)?.seal(kek)?;
     repo.add_signing_key(&key, Millis::MAX).await?;
     tracing::info!(kid = %key.kid, "rotated the access-token signing key");
     Ok(key)

@@ -624,6 +624,22 @@ async fn a_rotation_signs_new_tokens_with_the_new_key_and_old_tokens_still_verif
 }
 
 #[tokio::test]
+async fn a_rotated_key_is_newer_than_every_stored_key() {
+    // Keys made within one millisecond used to tie on their creation time,
+    // and the ring's order between them was the kids' (random) order.
+    let repo = Arc::new(InMemoryAuthRepository::new());
+    let kek = keys().kek;
+    let mut last = Millis::MIN;
+    for _ in 0..20 {
+        let key = rotate_signing_key(repo.as_ref(), &kek)
+            .await
+            .expect("rotate");
+        assert!(key.created_at > last, "{} after {last}", key.created_at);
+        last = key.created_at;
+    }
+}
+
+#[tokio::test]
 async fn a_new_key_signs_only_after_the_activation_delay() {
     let repo = Arc::new(InMemoryAuthRepository::new());
     let slow = KeyOptions {
