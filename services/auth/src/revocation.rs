@@ -18,6 +18,7 @@
 //! unblock works. Entries last as long as session entries do.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 use bowchat_model::{Millis, UserId};
@@ -36,6 +37,9 @@ pub struct Revocations {
     /// User -> (latest block time, the time after which no token issued
     /// before it can be valid).
     blocked: Mutex<HashMap<UserId, (Millis, Millis)>>,
+    /// Whether `blocked` ever held an entry: blocks are rare, and the check
+    /// runs on every request and frame, so it takes no lock until then.
+    any_blocked: AtomicBool,
     /// When the last successful poll started.
     polled: Mutex<Option<Millis>>,
 }
@@ -57,6 +61,7 @@ impl Revocations {
         if blocked.len() >= 1024 && blocked.len().is_power_of_two() {
             blocked.retain(|_, (_, until)| *until > now);
         }
+        self.any_blocked.store(true, Ordering::Release);
         let entry = blocked.entry(user).or_insert((blocked_at, until));
         // The latest block covers every earlier one.
         if blocked_at >= entry.0 {
@@ -66,6 +71,9 @@ impl Revocations {
 
     /// Whether a token of `user` issued at `issued_ms` was ended by a block.
     pub fn blocked(&self, user: UserId, issued_ms: Millis, now: Millis) -> bool {
+        if !self.any_blocked.load(Ordering::Acquire) {
+            return false;
+        }
         let blocked = self.blocked.lock().unwrap_or_else(|e| e.into_inner());
         blocked
             .get(&user)
