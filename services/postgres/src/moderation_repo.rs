@@ -7,12 +7,13 @@ use bowchat_auth::moderation::{AuditEntry, BlockChange, BlockOutcome};
 use bowchat_auth::ports::AuthRepoError;
 use bowchat_chat::ports::{ChatRepoError, NewReport, Report, ReportOutcome};
 use bowchat_model::{Millis, UserId};
-use sqlx::postgres::PgRow;
-use sqlx::{Postgres, Row, Transaction};
+use sqlx::{Postgres, Transaction};
 
-use crate::auth_repo::{corrupt, storage_error, user_of, USER_COLUMNS};
+use crate::auth_repo::{storage_error, user_of, USER_COLUMNS};
 use bowchat_store::chat_rows::db_error;
-use bowchat_store::moderation_repo::report_entry;
+use bowchat_store::moderation_repo::{
+    audit_entry_of, block_of, report_entry, report_of, AUDIT_COLUMNS, REPORT_COLUMNS,
+};
 
 use crate::PgStore;
 
@@ -97,43 +98,21 @@ pub(crate) async fn blocks_since(
     .fetch_all(&store.pool)
     .await
     .map_err(storage_error)?;
-    rows.iter()
-        .map(|row| {
-            Ok((
-                row.try_get("target_user").map_err(corrupt)?,
-                row.try_get("at").map_err(corrupt)?,
-            ))
-        })
-        .collect()
-}
-
-fn entry_of(row: &PgRow) -> Result<AuditEntry, AuthRepoError> {
-    let action: String = row.try_get("action").map_err(corrupt)?;
-    Ok(AuditEntry {
-        id: row.try_get("id").map_err(corrupt)?,
-        at: row.try_get("at").map_err(corrupt)?,
-        actor: row.try_get("actor").map_err(corrupt)?,
-        action: action.parse()?,
-        target_user: row.try_get("target_user").map_err(corrupt)?,
-        room_id: row.try_get("room_id").map_err(corrupt)?,
-        seq: row.try_get("seq").map_err(corrupt)?,
-        detail: row.try_get("detail").map_err(corrupt)?,
-    })
+    rows.iter().map(block_of).collect()
 }
 
 pub(crate) async fn moderation_audit(
     store: &PgStore,
     limit: u32,
 ) -> Result<Vec<AuditEntry>, AuthRepoError> {
-    let rows = sqlx::query(
-        "SELECT id, at, actor, action, target_user, room_id, seq, detail \
-         FROM moderation_audit ORDER BY id DESC LIMIT $1",
-    )
+    let rows = sqlx::query(&format!(
+        "SELECT {AUDIT_COLUMNS} FROM moderation_audit ORDER BY id DESC LIMIT $1"
+    ))
     .bind(i64::from(limit))
     .fetch_all(&store.pool)
     .await
     .map_err(storage_error)?;
-    rows.iter().map(entry_of).collect()
+    rows.iter().map(audit_entry_of).collect()
 }
 
 pub(crate) async fn report_message(
@@ -176,25 +155,10 @@ pub(crate) async fn report_message(
     Ok(ReportOutcome::Created(id))
 }
 
-fn report_of(row: &PgRow) -> Result<Report, ChatRepoError> {
-    let get = |e: sqlx::Error| ChatRepoError::Corrupt(e.to_string());
-    Ok(Report {
-        id: row.try_get("id").map_err(get)?,
-        room_id: row.try_get("room_id").map_err(get)?,
-        seq: row.try_get("seq").map_err(get)?,
-        reporter: row.try_get("reporter").map_err(get)?,
-        reason: row.try_get("reason").map_err(get)?,
-        sender: row.try_get("sender").map_err(get)?,
-        body: row.try_get("body").map_err(get)?,
-        created_at: row.try_get("created_at").map_err(get)?,
-    })
-}
-
 pub(crate) async fn reports(store: &PgStore, limit: u32) -> Result<Vec<Report>, ChatRepoError> {
-    let rows = sqlx::query(
-        "SELECT id, room_id, seq, reporter, reason, sender, body, created_at \
-         FROM message_reports ORDER BY id DESC LIMIT $1",
-    )
+    let rows = sqlx::query(&format!(
+        "SELECT {REPORT_COLUMNS} FROM message_reports ORDER BY id DESC LIMIT $1"
+    ))
     .bind(i64::from(limit))
     .fetch_all(&store.pool)
     .await

@@ -7,8 +7,7 @@ use bowchat_auth::moderation::{AuditAction, AuditEntry, BlockChange, BlockOutcom
 use bowchat_auth::ports::AuthRepoError;
 use bowchat_chat::ports::{ChatRepoError, NewReport, Report, ReportOutcome};
 use bowchat_model::{Millis, UserId};
-use sqlx::sqlite::SqliteRow;
-use sqlx::{Row, Sqlite, Transaction};
+use sqlx::{ColumnIndex, Decode, Row, Sqlite, Transaction, Type};
 
 use crate::auth_repo::{corrupt, storage_error, user_of, USER_COLUMNS};
 use crate::chat_rows::db_error;
@@ -95,17 +94,21 @@ pub(crate) async fn blocks_since(
     .fetch_all(&db.reader)
     .await
     .map_err(storage_error)?;
-    rows.iter()
-        .map(|row| {
-            Ok((
-                row.try_get("target_user").map_err(corrupt)?,
-                row.try_get("at").map_err(corrupt)?,
-            ))
-        })
-        .collect()
+    rows.iter().map(block_of).collect()
 }
 
-fn entry_of(row: &SqliteRow) -> Result<AuditEntry, AuthRepoError> {
+/// The columns `audit_entry_of` reads, in the table of either store.
+pub const AUDIT_COLUMNS: &str = "id, at, actor, action, target_user, room_id, seq, detail";
+
+/// One `moderation_audit` row of either store.
+pub fn audit_entry_of<R>(row: &R) -> Result<AuditEntry, AuthRepoError>
+where
+    R: Row,
+    for<'c> &'c str: ColumnIndex<R>,
+    i64: for<'r> Decode<'r, R::Database> + Type<R::Database>,
+    Option<i64>: for<'r> Decode<'r, R::Database> + Type<R::Database>,
+    String: for<'r> Decode<'r, R::Database> + Type<R::Database>,
+{
     let action: String = row.try_get("action").map_err(corrupt)?;
     Ok(AuditEntry {
         id: row.try_get("id").map_err(corrupt)?,
@@ -119,19 +122,31 @@ fn entry_of(row: &SqliteRow) -> Result<AuditEntry, AuthRepoError> {
     })
 }
 
+/// One (blocked user, block time) row of either store's `blocks_since`.
+pub fn block_of<R>(row: &R) -> Result<(UserId, Millis), AuthRepoError>
+where
+    R: Row,
+    for<'c> &'c str: ColumnIndex<R>,
+    i64: for<'r> Decode<'r, R::Database> + Type<R::Database>,
+{
+    Ok((
+        row.try_get("target_user").map_err(corrupt)?,
+        row.try_get("at").map_err(corrupt)?,
+    ))
+}
+
 pub(crate) async fn moderation_audit(
     db: &Db,
     limit: u32,
 ) -> Result<Vec<AuditEntry>, AuthRepoError> {
-    let rows = sqlx::query(
-        "SELECT id, at, actor, action, target_user, room_id, seq, detail \
-         FROM moderation_audit ORDER BY id DESC LIMIT ?",
-    )
+    let rows = sqlx::query(&format!(
+        "SELECT {AUDIT_COLUMNS} FROM moderation_audit ORDER BY id DESC LIMIT ?"
+    ))
     .bind(i64::from(limit))
     .fetch_all(&db.reader)
     .await
     .map_err(storage_error)?;
-    rows.iter().map(entry_of).collect()
+    rows.iter().map(audit_entry_of).collect()
 }
 
 pub(crate) async fn report_message(
@@ -188,7 +203,17 @@ pub fn report_entry(report: &NewReport) -> AuditEntry {
     }
 }
 
-fn report_of(row: &SqliteRow) -> Result<Report, ChatRepoError> {
+/// The columns `report_of` reads, in the table of either store.
+pub const REPORT_COLUMNS: &str = "id, room_id, seq, reporter, reason, sender, body, created_at";
+
+/// One `message_reports` row of either store.
+pub fn report_of<R>(row: &R) -> Result<Report, ChatRepoError>
+where
+    R: Row,
+    for<'c> &'c str: ColumnIndex<R>,
+    i64: for<'r> Decode<'r, R::Database> + Type<R::Database>,
+    String: for<'r> Decode<'r, R::Database> + Type<R::Database>,
+{
     let get = |e: sqlx::Error| ChatRepoError::Corrupt(e.to_string());
     Ok(Report {
         id: row.try_get("id").map_err(get)?,
@@ -203,10 +228,9 @@ fn report_of(row: &SqliteRow) -> Result<Report, ChatRepoError> {
 }
 
 pub(crate) async fn reports(db: &Db, limit: u32) -> Result<Vec<Report>, ChatRepoError> {
-    let rows = sqlx::query(
-        "SELECT id, room_id, seq, reporter, reason, sender, body, created_at \
-         FROM message_reports ORDER BY id DESC LIMIT ?",
-    )
+    let rows = sqlx::query(&format!(
+        "SELECT {REPORT_COLUMNS} FROM message_reports ORDER BY id DESC LIMIT ?"
+    ))
     .bind(i64::from(limit))
     .fetch_all(&db.reader)
     .await
