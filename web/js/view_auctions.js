@@ -17,7 +17,7 @@ const NEWEST_EVERY_MS = 15000;
 const BOUND_CURRENCY = 'USD';
 
 /** `filter`: the address's {phase, q, minPrice, maxPrice} (strings or null). */
-export function renderAuctions(main, filter = {}, { watchlist } = {}) {
+export function renderAuctions(main, filter = {}, _ctx) {
   const phase = FILTERS.includes(filter.phase) ? filter.phase : 'all';
   const bound = (v) => (v !== null && v !== undefined && /^\d+$/.test(v) ? Number(v) : null);
   const search = { q: (filter.q || '').trim(), minPrice: bound(filter.minPrice), maxPrice: bound(filter.maxPrice) };
@@ -75,7 +75,8 @@ export function renderAuctions(main, filter = {}, { watchlist } = {}) {
   /** The list's query: the filter, then paging. */
   function listQuery(limit) {
     const query = new URLSearchParams({ limit: String(limit) });
-    if (phase !== 'all' && phase !== 'watching') query.set('phase', phase);
+    if (phase === 'watching') query.set('watching', 'true');
+    else if (phase !== 'all') query.set('phase', phase);
     if (search.q) query.set('q', search.q);
     if (search.minPrice !== null) query.set('minPrice', String(search.minPrice));
     if (search.maxPrice !== null) query.set('maxPrice', String(search.maxPrice));
@@ -143,29 +144,8 @@ export function renderAuctions(main, filter = {}, { watchlist } = {}) {
     text(status, cards.size ? '' : t(searching ? 'auctions.noMatch' : 'auctions.empty'));
   }
 
-  /** The watchlist, narrowed by the form as the server narrows the others. */
-  async function loadWatched() {
-    try {
-      const { items } = await api('GET', '/api/me/watchlist');
-      const q = search.q.toLowerCase();
-      add(
-        items.filter((a) => {
-          const price = a.price ?? a.startingPrice;
-          return (
-            (!q || a.title.toLowerCase().includes(q) || a.description.toLowerCase().includes(q)) &&
-            (search.minPrice === null || price >= search.minPrice) &&
-            (search.maxPrice === null || price <= search.maxPrice)
-          );
-        }),
-      );
-    } catch (e) {
-      text(status, t('error.generic', { code: e.code || 'NETWORK' }));
-    }
-  }
-
   let oldest = null;
   async function load() {
-    if (phase === 'watching') return loadWatched();
     const query = listQuery(PAGE);
     if (oldest) query.set('before', String(oldest));
     try {
@@ -182,7 +162,6 @@ export function renderAuctions(main, filter = {}, { watchlist } = {}) {
 
   // New auctions have no live event of their own: look for them now and then.
   async function newest() {
-    if (phase === 'watching') return;
     const query = listQuery(20);
     try {
       const { items } = await api('GET', `/api/auctions?${query}`);

@@ -76,6 +76,8 @@ pub struct AuctionFilter {
     /// first bid), in minor units.
     pub min_price: Option<i64>,
     pub max_price: Option<i64>,
+    /// Only the auctions on this user's watchlist.
+    pub watched_by: Option<UserId>,
 }
 
 /// The stored answer to a request, for idempotent retries.

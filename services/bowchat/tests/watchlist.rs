@@ -82,6 +82,26 @@ async fn a_watchlist_is_the_users_own_bounded_and_survives_a_restart() {
         list["items"][0]["title"], "vase",
         "full auction views: {list}"
     );
+    // The auction list's filters take the watchlist as one more.
+    let (status, list) = server
+        .get("/api/auctions?watching=true", Some(&ann.token))
+        .await;
+    assert_eq!(status, 200, "{list}");
+    assert_eq!(item_ids(&list), vec![auctions[1], auctions[0]]);
+    let (_, list) = server
+        .get("/api/auctions?watching=true&q=vas", Some(&ann.token))
+        .await;
+    assert_eq!(item_ids(&list), vec![auctions[1]]);
+    let (status, body) = server.get("/api/auctions?watching=true", None).await;
+    assert_eq!(
+        (status, body["code"].clone()),
+        (401, json!("AUTH_REQUIRED")),
+        "{body}"
+    );
+    let (status, body) = server
+        .get("/api/auctions?watching=true", Some("not-a-token"))
+        .await;
+    assert_eq!(status, 401, "a bad token is refused, not ignored: {body}");
     let (_, theirs) = server.get("/api/me/watchlist", Some(&ben.token)).await;
     assert_eq!(
         item_ids(&theirs),

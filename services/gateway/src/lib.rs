@@ -483,6 +483,25 @@ impl FromRequestParts<AppState> for Caller {
     }
 }
 
+/// A caller where one is optional (a public list with a private filter): no
+/// `Authorization` header is `None`, a bad one is still refused.
+impl axum::extract::OptionalFromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Option<Self>, ApiError> {
+        if parts.headers.contains_key(header::AUTHORIZATION) {
+            <Caller as FromRequestParts<AppState>>::from_request_parts(parts, state)
+                .await
+                .map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+}
+
 /// JSON body extractor whose failures are problem+json with code INVALID_BODY.
 pub(crate) struct Body<T>(pub T);
 

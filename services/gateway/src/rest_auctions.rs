@@ -40,11 +40,28 @@ struct ListQuery {
     /// first bid), in minor units.
     min_price: Option<i64>,
     max_price: Option<i64>,
+    /// Only the caller's watchlist (needs a token).
+    #[serde(default)]
+    watching: bool,
 }
 
 impl ListQuery {
     /// The repository filter, or why the query asks for nothing sensible.
-    fn filter(self, config: &GatewayConfig) -> Result<AuctionFilter, ApiError> {
+    fn filter(
+        self,
+        config: &GatewayConfig,
+        caller: Option<&Caller>,
+    ) -> Result<AuctionFilter, ApiError> {
+        let watched_by = match (self.watching, caller) {
+            (false, _) => None,
+            (true, Some(caller)) => Some(caller.id),
+            (true, None) => {
+                return Err(ApiError::unauthorized(
+                    "AUTH_REQUIRED",
+                    "watching=true lists the caller's watchlist: send Authorization: Bearer <access token>",
+                ))
+            }
+        };
         let text = self
             .q
             .map(|q| q.trim().to_string())
@@ -85,15 +102,17 @@ impl ListQuery {
             text,
             min_price: self.min_price,
             max_price: self.max_price,
+            watched_by,
         })
     }
 }
 
 async fn list(
     State(state): State<AppState>,
+    caller: Option<Caller>,
     Params(q): Params<ListQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let filter = q.filter(&state.config)?;
+    let filter = q.filter(&state.config, caller.as_ref())?;
     let records = state.auctions.list(&filter).await?;
     let items: Vec<AuctionView> = records.iter().map(AuctionView::of).collect();
     Ok(Json(json!({ "items": items })))

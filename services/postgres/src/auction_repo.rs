@@ -359,6 +359,7 @@ impl AuctionRepository for PgAuctionRepository {
                AND ($5::TEXT IS NULL OR strpos(lower(title), lower($5)) > 0
                     OR strpos(lower(description), lower($5)) > 0)
                AND ($6::BIGINT IS NULL OR {PRICE} >= $6) AND ($7::BIGINT IS NULL OR {PRICE} <= $7)
+               AND ($8::BIGINT IS NULL OR id IN (SELECT auction_id FROM watchlist WHERE user_id = $8))
              ORDER BY id DESC LIMIT $4",
             PRICE =
                 "COALESCE((state->>'price')::BIGINT, (state->'terms'->>'startingPrice')::BIGINT)"
@@ -370,6 +371,7 @@ impl AuctionRepository for PgAuctionRepository {
         .bind(filter.text.as_deref())
         .bind(filter.min_price)
         .bind(filter.max_price)
+        .bind(filter.watched_by)
         .fetch_all(&self.store.pool)
         .await
         .map_err(db_error)?;

@@ -326,6 +326,27 @@ pub async fn watchlists_are_per_user_bounded_and_newest_first(store: Arc<dyn Sto
     assert_eq!(repo.watch(5, ids[2], 2, 60).await.unwrap(), Watch::Added);
     assert_eq!(listed(5).await, vec![ids[2], ids[0]]);
     assert_eq!(listed(7).await, Vec::<i64>::new());
+    // The list's filters apply to a watchlist too (newest auction first).
+    let watched = |user, text: Option<&str>| {
+        let repo = repo.clone();
+        let filter = AuctionFilter {
+            watched_by: Some(user),
+            text: text.map(str::to_string),
+            limit: 10,
+            ..AuctionFilter::default()
+        };
+        async move {
+            repo.list(&filter)
+                .await
+                .unwrap()
+                .iter()
+                .map(|a| a.id)
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(watched(5, None).await, vec![ids[2], ids[0]]);
+    assert_eq!(watched(5, Some("thi")).await, vec![ids[2]]);
+    assert_eq!(watched(7, None).await, Vec::<i64>::new());
 
     // Many adds at once never pass the bound.
     let adds = (0..8).map(|i| {

@@ -186,6 +186,7 @@ impl AuctionRepository for SqliteAuctionRepository {
                AND (?5 IS NULL OR instr(lower(title), lower(?5)) > 0
                     OR instr(lower(description), lower(?5)) > 0)
                AND (?6 IS NULL OR {PRICE} >= ?6) AND (?7 IS NULL OR {PRICE} <= ?7)
+               AND (?8 IS NULL OR id IN (SELECT auction_id FROM watchlist WHERE user_id = ?8))
              ORDER BY id DESC LIMIT ?4",
             PRICE = "COALESCE(json_extract(state, '$.price'), json_extract(state, '$.terms.startingPrice'))"
         ))
@@ -196,6 +197,7 @@ impl AuctionRepository for SqliteAuctionRepository {
         .bind(filter.text.as_deref())
         .bind(filter.min_price)
         .bind(filter.max_price)
+        .bind(filter.watched_by)
         .fetch_all(&self.db.reader)
         .await
         .map_err(unavailable)?;
