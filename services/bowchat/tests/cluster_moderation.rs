@@ -91,23 +91,6 @@ async fn until_closed(ws: &mut Ws) -> (Vec<Value>, Option<u16>) {
     }
 }
 
-/// Polls `GET /api/rooms` with `token` until it is no longer answered 200;
-/// returns that answer. Panics after 30 s.
-async fn until_refused(gateway: &Server, token: &str) -> (u16, Value) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let (status, body) = gateway.get("/api/rooms", Some(token)).await;
-        if status != 200 {
-            return (status, body);
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the token still works after 30 s"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_block_ends_sessions_on_every_gateway_and_an_unblock_revives_none() {
     let cluster = Cluster::with_document_stores("dsmod", 1).await;
@@ -157,7 +140,7 @@ async fn a_block_ends_sessions_on_every_gateway_and_an_unblock_revives_none() {
     );
     // A refuses the access tokens once its poll has read it.
     for token in [&ann.token, &b_token] {
-        let (status, body) = until_refused(&gw_a, token).await;
+        let (status, body) = gw_a.until_refused(token).await;
         assert_eq!(
             (status, body["code"].as_str()),
             (403, Some("USER_BLOCKED")),

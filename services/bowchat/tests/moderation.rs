@@ -97,14 +97,7 @@ async fn a_block_ends_every_session_and_an_unblock_allows_a_new_login() {
     );
 
     // The access token stops at the server's next revocation poll.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    let (status, body) = loop {
-        let (status, body) = server.get("/api/rooms", Some(&ann.token)).await;
-        if status != 200 || tokio::time::Instant::now() > deadline {
-            break (status, body);
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let (status, body) = server.until_refused(&ann.token).await;
     assert_eq!(
         (status, body["code"].as_str()),
         (403, Some("USER_BLOCKED")),

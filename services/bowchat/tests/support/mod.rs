@@ -188,6 +188,24 @@ impl Server {
         (status, serde_json::from_str(&text).unwrap_or(Value::Null))
     }
 
+    /// Polls `GET /api/rooms` with `token` until it is no longer answered
+    /// 200 (a revocation or block reaches a server at its next poll);
+    /// returns that answer. Panics after 30 s.
+    pub async fn until_refused(&self, token: &str) -> (u16, Value) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let (status, body) = self.get("/api/rooms", Some(token)).await;
+            if status != 200 {
+                return (status, body);
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the token still works after 30 s"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Creates a group room `name` owned by `owner` with `members`; returns its id.
     pub async fn group_room(&self, owner: &User, name: &str, members: &[&User]) -> i64 {
         let ids: Vec<i64> = members.iter().map(|u| u.id).collect();
